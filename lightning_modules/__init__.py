@@ -1,0 +1,1 @@
+"""LightningModules: the fine-tuning classifier and its backbones."""
