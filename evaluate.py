@@ -1,0 +1,9 @@
+"""Evaluate a fine-tuned checkpoint with the paper's faithfulness protocol.
+
+``python evaluate.py --config configs/experiments/X.yaml --ckpt_path PATH [--trainer.devices N]``
+"""
+
+from callbacks.cli import main
+
+if __name__ == "__main__":
+    main()
