@@ -1,0 +1,184 @@
+"""Shared LightningDataModule for the fine-grained sets: arguments, transforms, splits, loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.image_list import ImageListDataset, drop_corrupt
+from datamodules.sampler import eval_sampler
+from datamodules.transforms import (
+    AUGMENTS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    eval_transform,
+    train_transform,
+)
+
+
+@dataclass
+class SampleList:
+    """One split as files, labels ``[N]`` and optional boxes ``[N, 4]`` (x, y, w, h)."""
+
+    files: list[Path]
+    labels: Tensor
+    boxes: Tensor | None = None
+
+
+def missing_dataset_error(name: str, folder: Path, expected: Sequence[str], source: str) -> str:
+    """Message for a missing / incomplete dataset folder: expected files, where to get them."""
+    return (
+        f"{name} not found or incomplete in {folder}. Expected there: {', '.join(expected)}. "
+        f"Get it from {source} and pass the folder that contains it as root (nothing is downloaded "
+        "at run time)."
+    )
+
+
+def check_labels(labels: Tensor, num_classes: int, where: Sequence[str]) -> None:
+    """Raise naming the metadata line of the first label outside ``[0, num_classes)``."""
+    bad = ((labels < 0) | (labels >= num_classes)).nonzero()
+    if len(bad):
+        i = int(bad[0, 0])
+        raise ValueError(f"Label {int(labels[i])} outside [0, {num_classes}) at {where[i]}")
+
+
+def carve_val(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded split of ``range(n)`` into (train, val) indices, ``round(n * val_fraction)`` val."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction={val_fraction} must be in [0, 1)")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = round(n * val_fraction)
+    return sorted(perm[n_val:]), sorted(perm[:n_val])
+
+
+class FineGrainedDataModule(pl.LightningDataModule):
+    """Base class. Subclasses implement ``_read_split`` and may set ``has_official_val``.
+
+    Batches: ``(images [B, 3, s, s], labels [B])`` or, with ``with_ground_truth=True`` where the
+    dataset has it, ``(images, labels, part_masks [B, P, s, s] bool)``.
+    """
+
+    name = "dataset"
+    has_official_val = False
+    has_ground_truth = False
+
+    def __init__(
+        self,
+        root: str | Path = "data",
+        image_size: int = 224,
+        batch_size: int = 32,
+        num_workers: int = 4,
+        augment: str = "paper",
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        with_ground_truth: bool = False,
+        skip_corrupt: bool = False,
+    ) -> None:
+        super().__init__()
+        if augment not in AUGMENTS:
+            raise ValueError(f"augment={augment!r} is not one of {AUGMENTS}")
+        if with_ground_truth and not self.has_ground_truth:
+            raise ValueError(f"{self.name} has no ground-truth part masks; use "
+                             "with_ground_truth=False (CUB and the synthetic set have them).")
+        self.root = Path(root)
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.augment = augment
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.with_ground_truth = with_ground_truth
+        self.skip_corrupt = skip_corrupt
+        self.mean: tuple[float, float, float] = IMAGENET_MEAN
+        self.std: tuple[float, float, float] = IMAGENET_STD
+        self._class_names: list[str] | None = None
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    # --- metadata -------------------------------------------------------------------------
+    def _read_class_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def _read_split(self, split: str) -> SampleList:
+        """``split`` in ("train", "val", "test"); "val" only if ``has_official_val``."""
+        raise NotImplementedError
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names, read lazily from the dataset's metadata."""
+        if self._class_names is None:
+            self._class_names = self._read_class_names()
+        return self._class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def part_names(self) -> list[str]:
+        raise ValueError(f"{self.name} has no ground-truth parts")
+
+    @property
+    def part_attributes(self) -> Tensor:
+        raise ValueError(f"{self.name} has no ground-truth parts")
+
+    # --- datasets -------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """No-op: datasets are never downloaded."""
+
+    def _subset(self, samples: SampleList, indices: Sequence[int], train: bool) -> Dataset:
+        if self.skip_corrupt:
+            indices = drop_corrupt(samples.files, indices)
+        if train:
+            tf = train_transform(self.augment, self.image_size, self.mean, self.std)
+        else:
+            tf = eval_transform(self.image_size, self.mean, self.std)
+        gt = self.with_ground_truth and not train
+        return ImageListDataset(samples.files, samples.labels, indices, tf,
+                                boxes=samples.boxes if gt else None,
+                                mask_size=self.image_size if gt else None)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the metadata and build train / val / test datasets (once)."""
+        if self.test_set is not None:
+            return
+        n_cls = self.num_classes
+        train = self._read_split("train")
+        check_labels(train.labels, n_cls, [f"{f}" for f in train.files])
+        if self.has_official_val:
+            val = self._read_split("val")
+            self.train_set = self._subset(train, range(len(train.files)), train=True)
+            self.val_set = self._subset(val, range(len(val.files)), train=False)
+        else:
+            tr_idx, val_idx = carve_val(len(train.files), self.val_fraction, self.seed)
+            self.train_set = self._subset(train, tr_idx, train=True)
+            self.val_set = self._subset(train, val_idx, train=False)
+        test = self._read_split("test")
+        check_labels(test.labels, n_cls, [f"{f}" for f in test.files])
+        self.test_set = self._subset(test, range(len(test.files)), train=False)
+
+    # --- loaders --------------------------------------------------------------------------
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None, "call setup() first"
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          drop_last=False)
+
+    def _eval_loader(self, ds: Dataset | None) -> DataLoader:
+        assert ds is not None, "call setup() first"
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=False,
+                          sampler=eval_sampler(ds), num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.val_set)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.test_set)

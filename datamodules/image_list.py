@@ -1,0 +1,81 @@
+"""A dataset over a list of image files with labels and optional bounding boxes."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from torch.utils.data import Dataset
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open an image as RGB; an unreadable file raises ``RuntimeError`` naming it."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise RuntimeError(
+            f"Cannot read image {path}: {err}. Replace the file, or pass skip_corrupt=True to drop "
+            "unreadable images."
+        ) from err
+
+
+def drop_corrupt(files: Sequence[Path], keep: Sequence[int]) -> list[int]:
+    """Indices of ``keep`` whose file opens; one warning counts the dropped ones."""
+    good: list[int] = []
+    bad: list[Path] = []
+    for i in keep:
+        try:
+            with Image.open(files[i]) as img:
+                img.verify()
+            good.append(i)
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+            bad.append(files[i])
+    if bad:
+        warnings.warn(f"skip_corrupt=True: dropped {len(bad)} unreadable image(s), e.g. {bad[0]}",
+                      stacklevel=2)
+    return good
+
+
+class ImageListDataset(Dataset):
+    """Images from ``files[indices]`` with ``labels``; optionally a box mask per image.
+
+    Items: ``(image [3, s, s], label)`` or, with ``boxes`` (``[N, 4]`` x, y, w, h in original
+    pixels) and ``mask_size``, ``(image, label, mask [1, s, s] bool)`` with the box scaled to the
+    resized image (valid with the plain ``Resize((s, s))`` evaluation transform only).
+    """
+
+    def __init__(
+        self,
+        files: Sequence[Path],
+        labels: Tensor,
+        indices: Sequence[int],
+        transform: Callable,
+        boxes: Tensor | None = None,
+        mask_size: int | None = None,
+    ) -> None:
+        self.files = [Path(files[i]) for i in indices]
+        self.labels = labels[list(indices)].long()
+        self.transform = transform
+        self.boxes = None if boxes is None else boxes[list(indices)].float()
+        self.mask_size = mask_size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, idx: int) -> tuple[Tensor, ...]:
+        img = load_rgb(self.files[idx])
+        x = self.transform(img)
+        if self.boxes is None or self.mask_size is None:
+            return x, self.labels[idx]
+        s = self.mask_size
+        bx, by, bw, bh = self.boxes[idx].unbind()
+        sx, sy = s / img.width, s / img.height
+        grid = torch.arange(s, dtype=torch.float32) + 0.5
+        in_x = (grid >= bx * sx) & (grid <= (bx + bw) * sx)
+        in_y = (grid >= by * sy) & (grid <= (by + bh) * sy)
+        return x, self.labels[idx], (in_y[:, None] & in_x[None, :])[None]

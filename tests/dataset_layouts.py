@@ -1,0 +1,144 @@
+"""Miniature on-disk copies of each dataset's real layout, for tests (a few tiny JPEGs + metadata).
+
+Each ``make_*`` writes under ``root`` and returns the expected contents, so tests (ours and other
+helpers') can load them through the datamodules and compare.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+import torch
+from PIL import Image
+
+
+def write_jpeg(path: Path, seed: int, size: tuple[int, int] = (24, 16)) -> None:
+    """A small random RGB JPEG of ``size`` (width, height)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+    arr = torch.randint(0, 256, (size[1], size[0], 3), generator=g, dtype=torch.uint8).numpy()
+    Image.fromarray(arr).save(path, format="JPEG")
+
+
+def make_cub(root: Path, num_classes: int = 3, per_class: int = 4) -> dict:
+    """``root/CUB_200_2011`` with every other image of a class in train (is_train 1)."""
+    d = root / "CUB_200_2011"
+    classes = [f"{c + 1:03d}.Bird_{c}" for c in range(num_classes)]
+    images, labels, split, boxes = [], [], [], []
+    i = 0
+    for c, name in enumerate(classes):
+        for k in range(per_class):
+            i += 1
+            rel = f"{name}/{name.split('.')[1]}_{k:04d}_{i}.jpg"
+            write_jpeg(d / "images" / rel, seed=i, size=(32, 16))
+            images.append(f"{i} {rel}")
+            labels.append(f"{i} {c + 1}")
+            split.append(f"{i} {int(k % 2 == 0)}")
+            boxes.append(f"{i} 8.0 4.0 16.0 8.0")
+    for fname, lines in [("classes.txt", [f"{c + 1} {n}" for c, n in enumerate(classes)]),
+                         ("images.txt", images), ("image_class_labels.txt", labels),
+                         ("train_test_split.txt", split), ("bounding_boxes.txt", boxes)]:
+        (d / fname).write_text("\n".join(lines) + "\n")
+    train_labels = [c for c in range(num_classes) for k in range(per_class) if k % 2 == 0]
+    test_labels = [c for c in range(num_classes) for k in range(per_class) if k % 2 == 1]
+    return {"class_names": [n.split(".", 1)[1] for n in classes],
+            "train_labels": train_labels, "test_labels": test_labels}
+
+
+def make_fgvc_aircraft(root: Path, per_split: int = 4) -> dict:
+    """``root/fgvc-aircraft-2013b/data`` with 3 variants / 2 families / 2 manufacturers."""
+    d = root / "fgvc-aircraft-2013b" / "data"
+    variants, families, makers = ["707-320", "A320", "F-16A/B"], ["Boeing 707", "A320"], \
+        ["Boeing", "Airbus"]
+    for fname, names in [("variants.txt", variants), ("families.txt", families),
+                         ("manufacturers.txt", makers)]:
+        d.mkdir(parents=True, exist_ok=True)
+        (d / fname).write_text("\n".join(names) + "\n")
+    out: dict = {"variants": variants, "families": families}
+    seed = 0
+    for split in ("train", "val", "test"):
+        var_lines, fam_lines, labels = [], [], []
+        for k in range(per_split):
+            seed += 1
+            img_id = f"{1000000 + seed}"
+            write_jpeg(d / "images" / f"{img_id}.jpg", seed)
+            v = k % 3
+            var_lines.append(f"{img_id} {variants[v]}")
+            fam_lines.append(f"{img_id} {families[min(v, 1)]}")
+            labels.append(v)
+        (d / f"images_variant_{split}.txt").write_text("\n".join(var_lines) + "\n")
+        (d / f"images_family_{split}.txt").write_text("\n".join(fam_lines) + "\n")
+        out[f"{split}_labels"] = labels
+    return out
+
+
+def make_food101(root: Path, per_class: int = 4) -> dict:
+    """``root/food-101`` with 3 classes, ``meta/classes.txt`` deliberately not sorted."""
+    d = root / "food-101"
+    classes = ["waffles", "apple_pie", "ramen"]
+    (d / "meta").mkdir(parents=True)
+    (d / "meta" / "classes.txt").write_text("\n".join(classes) + "\n")
+    seed = 0
+    out: dict = {"class_names": classes}
+    for split in ("train", "test"):
+        meta: dict[str, list[str]] = {}
+        for c in classes:
+            meta[c] = []
+            for k in range(per_class):
+                seed += 1
+                rel = f"{c}/{seed}"
+                write_jpeg(d / "images" / f"{rel}.jpg", seed)
+                meta[c].append(rel)
+        (d / "meta" / f"{split}.json").write_text(json.dumps(meta))
+        out[f"{split}_labels"] = [i for i in range(len(classes)) for _ in range(per_class)]
+    return out
+
+
+def make_flowers102(root: Path, n_images: int = 12) -> dict:
+    """``root/flowers-102`` with ``jpg/``, ``imagelabels.mat`` (1-based) and ``setid.mat``."""
+    d = root / "flowers-102"
+    labels = np.array([(i % 4) + 1 for i in range(n_images)], dtype=np.uint8)
+    for i in range(1, n_images + 1):
+        write_jpeg(d / "jpg" / f"image_{i:05d}.jpg", i)
+    ids = np.arange(1, n_images + 1)
+    setid = {"trnid": ids[0::3], "valid": ids[1::3], "tstid": ids[2::3]}
+    scipy.io.savemat(d / "imagelabels.mat", {"labels": labels[None, :]})
+    scipy.io.savemat(d / "setid.mat", {k: v[None, :] for k, v in setid.items()})
+    return {f"{s}_labels": (labels[setid[k] - 1].astype(int) - 1).tolist()
+            for s, k in [("train", "trnid"), ("val", "valid"), ("test", "tstid")]}
+
+
+def _cars_annos(fnames: list[str], classes: list[int]) -> np.ndarray:
+    dtype = [("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"), ("bbox_y2", "O"),
+             ("class", "O"), ("fname", "O")]
+    rec = np.zeros((1, len(fnames)), dtype=dtype)
+    for i, (f, c) in enumerate(zip(fnames, classes, strict=True)):
+        rec[0, i] = (1, 1, 10, 10, c, f)
+    return rec
+
+
+def make_stanford_cars(root: Path, per_split: int = 6, bad_class: int | None = None) -> dict:
+    """``root/stanford_cars`` with devkit ``.mat`` files; 3 classes (1-based in the files)."""
+    d = root / "stanford_cars"
+    (d / "devkit").mkdir(parents=True)
+    names = ["AM General Hummer SUV 2000", "Acura RL Sedan 2012", "Audi R8 Coupe 2012"]
+    scipy.io.savemat(d / "devkit" / "cars_meta.mat",
+                     {"class_names": np.array(names, dtype=object)[None, :]})
+    out: dict = {"class_names": names}
+    seed = 0
+    for split, folder, mat in [("train", "cars_train", d / "devkit" / "cars_train_annos.mat"),
+                               ("test", "cars_test", d / "cars_test_annos_withlabels.mat")]:
+        fnames, classes = [], []
+        for k in range(per_split):
+            seed += 1
+            fnames.append(f"{seed:05d}.jpg")
+            classes.append(k % 3 + 1)
+            write_jpeg(d / folder / fnames[-1], seed)
+        if bad_class is not None and split == "train":
+            classes[-1] = bad_class
+        scipy.io.savemat(mat, {"annotations": _cars_annos(fnames, classes)})
+        out[f"{split}_labels"] = [c - 1 for c in classes]
+    return out
