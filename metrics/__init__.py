@@ -1,0 +1,5 @@
+"""The paper's faithfulness evaluations as torchmetrics Metrics (sum states, exact under DDP)."""
+
+from metrics.perturbation_score import PerturbationScore
+
+__all__ = ["PerturbationScore"]

@@ -1,0 +1,21 @@
+"""Functional cores of the metrics (pure tensor ops, no state)."""
+
+from metrics.functional.perturbation import (
+    blur_params,
+    equal_keep,
+    gaussian_blur,
+    make_baselines,
+    relative_probability,
+    threshold_keep,
+    upsample_maps,
+)
+
+__all__ = [
+    "blur_params",
+    "equal_keep",
+    "gaussian_blur",
+    "make_baselines",
+    "relative_probability",
+    "threshold_keep",
+    "upsample_maps",
+]
