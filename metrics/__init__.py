@@ -1,5 +1,6 @@
 """The paper's faithfulness evaluations as torchmetrics Metrics (sum states, exact under DDP)."""
 
+from metrics.part_localization import PartLocalization
 from metrics.perturbation_score import PerturbationScore
 
-__all__ = ["PerturbationScore"]
+__all__ = ["PartLocalization", "PerturbationScore"]

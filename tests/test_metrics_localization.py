@@ -1,0 +1,104 @@
+"""PartLocalization against a plain per-image reference, hand-made masks and state merging."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from metrics import PartLocalization
+
+CONTRASTS = ("original", "weighted")
+
+
+def _reference(maps, targets, logits, masks, attrs, threshold):
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    n_sel = 0
+    for i in range(targets.shape[0]):
+        p = torch.softmax(logits[i], 0)
+        if threshold is not None and not p[targets[i, 1]] > threshold:
+            continue
+        n_sel += 1
+        for r in range(2):
+            t, s = int(targets[i, r]), int(targets[i, 1 - r])
+            differ = torch.zeros(masks.shape[-2:], dtype=torch.bool)
+            shared = torch.zeros(masks.shape[-2:], dtype=torch.bool)
+            for part in range(masks.shape[1]):
+                if attrs[t, part] != attrs[s, part]:
+                    differ |= masks[i, part]
+                else:
+                    shared |= masks[i, part]
+            for c in CONTRASTS:
+                m = F.interpolate(maps[c][i : i + 1, r : r + 1], size=masks.shape[-2:],
+                                  mode="bilinear", align_corners=True)[0, 0].clamp(min=0)
+                if m.sum() <= 0:
+                    continue
+                key = f"t{r + 1}/{c}"
+                sums["differ_share/" + key] = sums.get("differ_share/" + key, 0.0) + float(
+                    m[differ].sum() / m.sum())
+                sums["shared_share/" + key] = sums.get("shared_share/" + key, 0.0) + float(
+                    m[shared].sum() / m.sum())
+                counts[key] = counts.get(key, 0) + 1
+    out = {k: v / counts[k.split("/", 1)[1]] for k, v in sums.items()}
+    out["count/t1"] = out["count/t2"] = float(n_sel)
+    return out
+
+
+def _data(b: int = 6):
+    g = torch.Generator().manual_seed(3)
+    maps = {c: torch.randn(b, 2, 4, 4, generator=g) for c in CONTRASTS}
+    maps["weighted"][0] = -1.0  # no positive mass: left out of the weighted means
+    logits = torch.randn(b, 5, generator=g) * 2
+    targets = logits.topk(2, 1).indices
+    masks = torch.rand(b, 3, 16, 16, generator=g) > 0.6
+    attrs = torch.randint(0, 2, (5, 3), generator=g)
+    return maps, targets, logits, masks, attrs
+
+
+@pytest.mark.parametrize("threshold", [None, 0.1])
+def test_matches_plain_reference(threshold):
+    maps, targets, logits, masks, attrs = _data()
+    metric = PartLocalization(contrasts=CONTRASTS, threshold=threshold)
+    metric.update(maps, targets, logits, masks, attrs)
+    got = metric.compute()
+    ref = _reference(maps, targets, logits, masks, attrs, threshold)
+    assert set(got) == set(ref)
+    for k, v in ref.items():
+        assert got[k].item() == pytest.approx(v, abs=1e-5), k
+
+
+def test_hand_made_masks():
+    maps = {c: torch.zeros(1, 2, 2, 2) for c in CONTRASTS}
+    maps["original"][0, :, 0, 0] = 3.0  # all mass on part 0
+    maps["original"][0, :, 1, 1] = 1.0  # and a quarter on part 1
+    maps["weighted"][0, :, 1, 1] = 2.0
+    masks = torch.zeros(1, 2, 2, 2, dtype=torch.bool)
+    masks[0, 0, 0, 0] = True
+    masks[0, 1, 1, 1] = True
+    attrs = torch.tensor([[0, 0], [0, 1]])  # classes 0 and 1 differ in part 1 only
+    logits = torch.tensor([[1.0, 0.5]])
+    metric = PartLocalization(contrasts=CONTRASTS, threshold=None)
+    metric.update(maps, torch.tensor([[0, 1]]), logits, masks, attrs)
+    got = metric.compute()
+    assert got["differ_share/t1/original"].item() == pytest.approx(0.25)
+    assert got["shared_share/t1/original"].item() == pytest.approx(0.75)
+    assert got["differ_share/t2/weighted"].item() == pytest.approx(1.0)
+
+
+def test_merge_equals_one_instance():
+    maps, targets, logits, masks, attrs = _data()
+    whole = PartLocalization(threshold=None)
+    whole.update(maps, targets, logits, masks, attrs)
+    a, b = PartLocalization(threshold=None), PartLocalization(threshold=None)
+    a.update({c: m[:2] for c, m in maps.items()}, targets[:2], logits[:2], masks[:2], attrs)
+    b.update({c: m[2:] for c, m in maps.items()}, targets[2:], logits[2:], masks[2:], attrs)
+    a.merge_state(b)
+    for k, v in whole.compute().items():
+        torch.testing.assert_close(a.compute()[k], v)
+
+
+def test_mismatched_parts_raise():
+    maps, targets, logits, masks, attrs = _data()
+    with pytest.raises(ValueError, match="part_attributes"):
+        PartLocalization().update(maps, targets, logits, masks, attrs[:, :2])
