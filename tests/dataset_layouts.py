@@ -87,7 +87,7 @@ def make_food101(root: Path, per_class: int = 4) -> dict:
         meta: dict[str, list[str]] = {}
         for c in classes:
             meta[c] = []
-            for k in range(per_class):
+            for _ in range(per_class):
                 seed += 1
                 rel = f"{c}/{seed}"
                 write_jpeg(d / "images" / f"{rel}.jpg", seed)
