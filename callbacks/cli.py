@@ -93,10 +93,13 @@ def main(args: list[str] | None = None) -> dict[str, float]:
             f"evaluate.py: checkpoint {ckpt_path!r} does not exist; pass the .ckpt written by "
             "train.py (e.g. outputs/<run>/checkpoints/last.ckpt) as --ckpt_path."
         )
-    cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+    # verbose=False: Lightning's own table would list every eval key; ours is the paper's layout.
+    cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, verbose=False)
     results = evaluation_callback(cli).results
     if cli.trainer.is_global_zero:
         console = Console()
+        if not console.is_terminal:  # logs and pipes: keep the 15 columns unwrapped
+            console.width = max(console.width, 200)
         for table in rich_paper_tables(results):
             console.print(table)
         out = evaluation_callback(cli).resolve_output_dir(cli.trainer)

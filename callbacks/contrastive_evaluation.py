@@ -10,6 +10,7 @@ written to ``results.json``, ``report.md`` and ``figures/*.png`` in the run's fo
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -230,11 +231,13 @@ class ContrastiveEvaluation(Callback):
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Compute, log to every logger, log W&B tables/images, write the report (rank zero)."""
         self.results = self.compute_results()
-        # Values are already reduced across ranks, so no sync_dist here.
-        pl_module.log_dict(
-            {k: torch.tensor(v) for k, v in self.results.items()}, sync_dist=False,
-            rank_zero_only=True,
-        )
+        with warnings.catch_warnings():
+            # The values are already reduced across ranks: Lightning's sync_dist advice is moot.
+            warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+            pl_module.log_dict(
+                {k: torch.tensor(v) for k, v in self.results.items()}, sync_dist=False,
+                rank_zero_only=True,
+            )
         for m in self.metrics.values():
             m.reset()
         if not trainer.is_global_zero:

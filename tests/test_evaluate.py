@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -109,6 +110,34 @@ def test_results_json_keys_csv_log_report_and_figures(deps: None, tmp_path: Path
     ]
 
 
+def _read_wandb_history(path: Path) -> dict[str, object]:
+    """Last value of every history key in an offline ``.wandb`` file (W&B's LevelDB-style log).
+
+    The file is a 7-byte header, then 32 KiB blocks of records ``crc32 | length (u16 LE) | kind``
+    (1 full, 2 first, 3 middle, 4 last); each joined record is a ``wandb_internal_pb2.Record``.
+    """
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    pos, block, buf, values = 7, 32768, b"", {}
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # block trailer padding
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        buf += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(buf)
+            buf = b""
+            if record.WhichOneof("record_type") == "history":
+                for item in record.history.item:
+                    values[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return values
+
+
 def test_wandb_offline_run_holds_the_logged_values(
     deps: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -121,11 +150,14 @@ def test_wandb_offline_run_holds_the_logged_values(
     results, _ = _test_run(tmp_path, logger)
     run_dir = Path(logger.experiment.dir).parent
     wandb.finish()
-    summary = json.loads((run_dir / "files" / "wandb-summary.json").read_text())
+    (run_file,) = run_dir.glob("run-*.wandb")
+    logged = _read_wandb_history(run_file)
     for key, value in results.items():
-        assert summary[key] == pytest.approx(value, rel=1e-6), key
-    assert summary["eval/table/equal"]["_type"] == "table-file"
-    assert "eval/heatmaps/gradcam" in summary
+        assert logged[key] == pytest.approx(value, rel=1e-6), key
+    assert logged["eval/table/equal/_type"] == "table-file"
+    assert logged["eval/table/equal/nrows"] == 4  # 2 methods x (t1, t2)
+    assert "eval/heatmaps/gradcam/_type" in logged
+    assert list((run_dir / "files" / "media" / "table").rglob("*.table.json"))
 
 
 def _experiment_yaml(tmp: Path, ckpt: Path | None = None) -> Path:
