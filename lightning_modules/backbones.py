@@ -1,0 +1,154 @@
+"""Backbone registry: torchvision classifiers and the tiny test nets, built with a new head.
+
+Nothing here downloads. ``pretrained`` is either a local file (a state dict or a Lightning
+checkpoint with ``"state_dict"``) or a torchvision weights name (``"IMAGENET1K_V1"``,
+``"DEFAULT"``) that must already sit in the torch hub cache (``torch.hub.get_dir()/checkpoints``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models
+
+from lightning_modules.tiny_nets import TinyResNet, TinyVGG
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one backbone and where its head and explanation layer are.
+
+    Attributes:
+        builder: ``builder(num_classes) -> nn.Module`` with random weights and the original head.
+        head: dotted attribute path of the final ``nn.Linear``.
+        explain_layer: module name hooked by the explainers by default.
+        explain_reshape: ``"tokens"`` for ViTs (``[B, 1 + h*w, D]`` activations), else ``None``.
+        weights_enum: torchvision weights enum for ``pretrained`` names, ``None`` for tiny nets.
+    """
+
+    builder: Callable[[], nn.Module]
+    head: str
+    explain_layer: str
+    explain_reshape: str | None = None
+    weights_enum: type | None = None
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "vgg16_bn": BackboneSpec(lambda: models.vgg16_bn(weights=None), "classifier.6", "features.40",
+                             weights_enum=models.VGG16_BN_Weights),
+    "vgg16": BackboneSpec(lambda: models.vgg16(weights=None), "classifier.6", "features.28",
+                          weights_enum=models.VGG16_Weights),
+    "alexnet": BackboneSpec(lambda: models.alexnet(weights=None), "classifier.6", "features.10",
+                            weights_enum=models.AlexNet_Weights),
+    "resnet50": BackboneSpec(lambda: models.resnet50(weights=None), "fc", "layer4",
+                             weights_enum=models.ResNet50_Weights),
+    "vit_b_16": BackboneSpec(lambda: models.vit_b_16(weights=None), "heads.head",
+                             "encoder.layers.encoder_layer_11", explain_reshape="tokens",
+                             weights_enum=models.ViT_B_16_Weights),
+    "tiny_vgg": BackboneSpec(TinyVGG, "classifier.3", "features.12"),
+    "tiny_resnet": BackboneSpec(TinyResNet, "fc", "layer3"),
+}
+
+
+def get_spec(name: str) -> BackboneSpec:
+    """The registry entry of ``name``; unknown names raise ``ValueError`` listing the known."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known backbones: {sorted(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def _replace_head(net: nn.Module, path: str, num_classes: int) -> None:
+    parent_path, _, attr = path.rpartition(".")
+    parent = net.get_submodule(parent_path) if parent_path else net
+    old = getattr(parent, attr)
+    if not isinstance(old, nn.Linear):
+        raise TypeError(f"head {path!r} is {type(old).__name__}, expected nn.Linear")
+    setattr(parent, attr, nn.Linear(old.in_features, num_classes))
+
+
+def hub_weights_path(name: str, weights: str) -> tuple[Path, str]:
+    """Local path and source URL of torchvision weights ``weights`` for backbone ``name``.
+
+    The path is ``torch.hub.get_dir()/checkpoints/<basename of the URL>``, where torchvision's
+    own ``load_state_dict_from_url`` would cache the file.
+    """
+    spec = get_spec(name)
+    if spec.weights_enum is None:
+        raise ValueError(f"backbone {name!r} has no torchvision weights; pass a local file path "
+                         "as pretrained")
+    try:
+        entry = spec.weights_enum.DEFAULT if weights == "DEFAULT" else spec.weights_enum[weights]
+    except KeyError:
+        known = ["DEFAULT", *(w.name for w in spec.weights_enum)]
+        raise ValueError(f"unknown weights {weights!r} for {name}; known: {known}, or a local "
+                         "file path") from None
+    url = entry.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url), url
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, dict) and "state_dict" in obj:
+        obj = obj["state_dict"]
+        # Lightning checkpoints of FineTuneClassifier prefix the backbone with "net.".
+        if all(k.startswith("net.") for k in obj):
+            obj = {k[len("net."):]: v for k, v in obj.items()}
+    if not isinstance(obj, dict):
+        raise ValueError(f"pretrained file {path} holds {type(obj).__name__}, expected a state "
+                         "dict or a checkpoint with 'state_dict'")
+    return obj
+
+
+def load_pretrained(net: nn.Module, name: str, pretrained: str) -> None:
+    """Load ``pretrained`` (file path or torchvision weights name) into ``net`` in place.
+
+    Head weights whose shape differs from ``net``'s (another class count) are skipped; every
+    other key must match.
+    """
+    path = Path(pretrained).expanduser()
+    if not path.is_file():
+        looks_like_name = os.sep not in pretrained and not pretrained.endswith((".pth", ".pt",
+                                                                               ".ckpt"))
+        if looks_like_name:
+            path, url = hub_weights_path(name, pretrained)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"pretrained weights {pretrained!r} for {name} not found at {path}. Nothing is "
+                    f"downloaded: fetch {url} by hand and put it there (or set TORCH_HOME), or "
+                    "pass a local file path as pretrained.")
+        else:
+            raise FileNotFoundError(f"pretrained weights file {path} does not exist; pass a "
+                                    "state dict or checkpoint file, or a torchvision weights name "
+                                    "such as 'IMAGENET1K_V1' cached under torch.hub.get_dir()")
+    state = _read_state_dict(path)
+    own = net.state_dict()
+    head = get_spec(name).head
+    skipped = [k for k in state if k.startswith(head + ".") and k in own
+               and state[k].shape != own[k].shape]
+    for k in skipped:
+        del state[k]
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in skipped]
+    if missing or unexpected:
+        raise ValueError(f"pretrained file {path} does not fit {name}: missing keys {missing[:5]}, "
+                         f"unexpected keys {unexpected[:5]}")
+
+
+def build_backbone(name: str, num_classes: int, pretrained: str | None = None) -> nn.Module:
+    """Build backbone ``name`` with a ``num_classes``-way head; load ``pretrained`` if given.
+
+    The returned module maps ``[B, 3, H, W]`` to logits ``[B, num_classes]``.
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    spec = get_spec(name)
+    net = spec.builder()
+    _replace_head(net, spec.head, num_classes)
+    if pretrained is not None:
+        load_pretrained(net, name, pretrained)
+    return net

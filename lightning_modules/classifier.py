@@ -1,0 +1,136 @@
+"""FineTuneClassifier: fine-tunes a backbone with SGD, logs loss and top-1 / top-5 accuracy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from lightning_modules.backbones import build_backbone, get_spec
+
+SCHEDULERS = (None, "multistep", "cosine", "step")
+OPTIMIZERS = ("sgd", "adamw")
+
+
+class FineTuneClassifier(LightningModule):
+    """A classifier fine-tuned end to end (SPEC §4: SGD, lr 1e-3, momentum 0.9, wd 5e-4).
+
+    Args:
+        backbone: a name in ``BACKBONES``.
+        num_classes: output classes (linked from the datamodule by train.py).
+        pretrained: local weights file or torchvision weights name in the hub cache.
+        lr, momentum, weight_decay: optimiser settings (momentum unused by AdamW).
+        optimizer: ``"sgd"`` (paper) or ``"adamw"``.
+        scheduler: ``None``, ``"multistep"`` (``milestones``, ``gamma``; epochs), ``"step"``
+            (``step_size``, ``gamma``) or ``"cosine"`` (over ``trainer.max_epochs``).
+        milestones, gamma, step_size: scheduler settings.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "vgg16_bn",
+        num_classes: int = 200,
+        pretrained: str | None = None,
+        lr: float = 1e-3,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        optimizer: str = "sgd",
+        scheduler: str | None = None,
+        milestones: tuple[int, ...] = (30, 60),
+        gamma: float = 0.1,
+        step_size: int = 30,
+    ) -> None:
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={optimizer!r} is not one of {OPTIMIZERS}")
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler={scheduler!r} is not one of {SCHEDULERS}")
+        self.save_hyperparameters()
+        spec = get_spec(backbone)
+        self.net = build_backbone(backbone, num_classes, pretrained)
+        self.explain_layer: str = spec.explain_layer
+        self.explain_reshape: str | None = spec.explain_reshape
+        self.head_name = spec.head
+        self.loss_fn = nn.CrossEntropyLoss()
+        acc = MetricCollection({
+            "acc": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+            "acc_top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro"),
+        })
+        self.train_metrics = acc.clone(prefix="train/")
+        self.val_metrics = acc.clone(prefix="val/")
+        self.test_metrics = acc.clone(prefix="test/")
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, 3, H, W]`` normalised images -> logits ``[B, num_classes]``."""
+        return self.net(x)
+
+    def _step(self, batch: tuple[Tensor, ...], stage: str) -> Tensor:
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        loss = self.loss_fn(logits, y)
+        metrics: MetricCollection = getattr(self, f"{stage}_metrics")
+        mean_loss: MeanMetric = getattr(self, f"{stage}_loss")
+        metrics.update(logits.detach(), y)
+        mean_loss.update(loss.detach(), weight=y.numel())
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=y.numel())
+        if on_step:
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False,
+                     batch_size=y.numel())
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train",
+                      batch_size=y.numel())
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        """Cross-entropy on ``(images [B,3,H,W], labels [B], ...)``."""
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        """Loss and accuracy on a validation batch."""
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        """Loss and accuracy on a test batch."""
+        self._step(batch, "test")
+
+    def predict_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        """Logits ``[B, C]``."""
+        return self(batch[0])
+
+    def configure_optimizers(self) -> Any:
+        """SGD (or AdamW) over all parameters, with the configured scheduler."""
+        hp = self.hparams
+        if hp.optimizer == "sgd":
+            opt: torch.optim.Optimizer = torch.optim.SGD(
+                self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler is None:
+            return opt
+        if hp.scheduler == "multistep":
+            sched: Any = torch.optim.lr_scheduler.MultiStepLR(opt, list(hp.milestones), hp.gamma)
+        elif hp.scheduler == "step":
+            sched = torch.optim.lr_scheduler.StepLR(opt, hp.step_size, hp.gamma)
+        else:
+            t_max = max(1, self.trainer.max_epochs or 1)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t_max)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint whose head has another class count, naming both numbers."""
+        key = f"net.{self.head_name}.weight"
+        state = checkpoint.get("state_dict", {})
+        if key in state:
+            ckpt_classes = state[key].shape[0]
+            if ckpt_classes != self.hparams.num_classes:
+                raise ValueError(
+                    f"checkpoint has {ckpt_classes} classes but the model/data have "
+                    f"{self.hparams.num_classes}: the checkpoint was trained on another dataset; "
+                    "use the data config it was trained with, or fine-tune from it with "
+                    "model.pretrained=<checkpoint> (the head is then re-initialised).")
