@@ -1,6 +1,7 @@
 """The paper's faithfulness evaluations as torchmetrics Metrics (sum states, exact under DDP)."""
 
+from metrics.gradient_sign import GradientSignPerturbation
 from metrics.part_localization import PartLocalization
 from metrics.perturbation_score import PerturbationScore
 
-__all__ = ["PartLocalization", "PerturbationScore"]
+__all__ = ["GradientSignPerturbation", "PartLocalization", "PerturbationScore"]
