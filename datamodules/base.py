@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,7 @@ class FineGrainedDataModule(pl.LightningDataModule):
         self.mean: tuple[float, float, float] = IMAGENET_MEAN
         self.std: tuple[float, float, float] = IMAGENET_STD
         self._class_names: list[str] | None = None
+        self._dropped: list[Path] = []
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -135,7 +137,8 @@ class FineGrainedDataModule(pl.LightningDataModule):
 
     def _subset(self, samples: SampleList, indices: Sequence[int], train: bool) -> Dataset:
         if self.skip_corrupt:
-            indices = drop_corrupt(samples.files, indices)
+            indices, bad = drop_corrupt(samples.files, indices)
+            self._dropped += bad
         if train:
             tf = train_transform(self.augment, self.image_size, self.mean, self.std)
         else:
@@ -150,6 +153,7 @@ class FineGrainedDataModule(pl.LightningDataModule):
         if self.test_set is not None:
             return
         n_cls = self.num_classes
+        self._dropped = []
         train = self._read_split("train")
         check_labels(train.labels, n_cls, [f"{f}" for f in train.files])
         if self.has_official_val:
@@ -163,6 +167,9 @@ class FineGrainedDataModule(pl.LightningDataModule):
         test = self._read_split("test")
         check_labels(test.labels, n_cls, [f"{f}" for f in test.files])
         self.test_set = self._subset(test, range(len(test.files)), train=False)
+        if self._dropped:
+            warnings.warn(f"skip_corrupt=True: dropped {len(self._dropped)} unreadable image(s) "
+                          f"of {self.name}, e.g. {self._dropped[0]}", stacklevel=2)
 
     # --- loaders --------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:

@@ -15,17 +15,32 @@ SOURCE = "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/ (fgvc-aircraft-20
 
 
 class FGVCAircraftDataModule(FineGrainedDataModule):
-    """FGVC-Aircraft 2013b. ``root`` holds ``fgvc-aircraft-2013b/``; official train / val / test."""
+    """FGVC-Aircraft 2013b. ``root`` holds ``fgvc-aircraft-2013b/``; official train / val / test.
+
+    ``annotation_level``: "variant" (100 classes), "family" (70) or "manufacturer" (30).
+    """
 
     name = "FGVC-Aircraft"
     has_official_val = True
 
-    def __init__(self, root: str | Path = "data", annotation_level: str = "variant",
-                 **kwargs: object) -> None:
+    def __init__(
+        self,
+        root: str | Path = "data",
+        image_size: int = 224,
+        batch_size: int = 32,
+        num_workers: int = 4,
+        augment: str = "paper",
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        with_ground_truth: bool = False,
+        skip_corrupt: bool = False,
+        annotation_level: str = "variant",
+    ) -> None:
         if annotation_level not in LEVEL_FILES:
             raise ValueError(f"annotation_level={annotation_level!r} is not one of "
                              f"{tuple(LEVEL_FILES)}")
-        super().__init__(root=root, **kwargs)  # type: ignore[arg-type]
+        super().__init__(root, image_size, batch_size, num_workers, augment, val_fraction, seed,
+                         with_ground_truth, skip_corrupt)
         self.annotation_level = annotation_level
 
     def _check(self, split: str | None = None) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,8 +23,8 @@ def load_rgb(path: Path) -> Image.Image:
         ) from err
 
 
-def drop_corrupt(files: Sequence[Path], keep: Sequence[int]) -> list[int]:
-    """Indices of ``keep`` whose file opens; one warning counts the dropped ones."""
+def drop_corrupt(files: Sequence[Path], keep: Sequence[int]) -> tuple[list[int], list[Path]]:
+    """Split ``keep`` into indices whose file opens and the paths of those that do not."""
     good: list[int] = []
     bad: list[Path] = []
     for i in keep:
@@ -35,10 +34,7 @@ def drop_corrupt(files: Sequence[Path], keep: Sequence[int]) -> list[int]:
             good.append(i)
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
             bad.append(files[i])
-    if bad:
-        warnings.warn(f"skip_corrupt=True: dropped {len(bad)} unreadable image(s), e.g. {bad[0]}",
-                      stacklevel=2)
-    return good
+    return good, bad
 
 
 class ImageListDataset(Dataset):

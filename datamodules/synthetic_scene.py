@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 PART_NAMES = ["body", "head", "wing"]
-WING_SHADES = (0.62, 0.38)  # light, dark grey level of the wing
+WING_SHADES = (0.60, 0.40)  # light, dark grey level of the wing
 WING_JITTER = 0.07
 
 

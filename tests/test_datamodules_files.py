@@ -143,17 +143,21 @@ def test_incomplete_cub_names_missing_file(tmp_path: Path) -> None:
 
 def test_corrupt_image_error_and_skip(tmp_path: Path) -> None:
     make_cub(tmp_path, num_classes=2, per_class=4)
-    bad = sorted((tmp_path / "CUB_200_2011" / "images").rglob("*.jpg"))[1]  # a test image
+    files = sorted((tmp_path / "CUB_200_2011" / "images").rglob("*.jpg"))
+    bad_train, bad = files[0], files[1]  # k = 0 is a train image, k = 1 a test image
     bad.write_bytes(b"not a jpeg")
+    bad_train.write_bytes(b"")
     dm = CUB200DataModule(root=tmp_path, **ARGS)
     dm.setup()
     with pytest.raises(RuntimeError, match=re.escape(bad.name)):
         _all_labels(dm.test_set)
     dm = CUB200DataModule(root=tmp_path, skip_corrupt=True, **ARGS)
-    with pytest.warns(UserWarning, match="dropped 1 unreadable") as record:
+    with pytest.warns(UserWarning, match="dropped 2 unreadable") as record:
         dm.setup()
     assert len([w for w in record if "unreadable" in str(w.message)]) == 1
     assert len(dm.test_set) == 3 and bad not in dm.test_set.files
+    assert len(dm.train_set) + len(dm.val_set) == 3
+    assert bad.read_bytes() == b"not a jpeg"  # the user's files are left alone
 
 
 def test_out_of_range_label_names_line(tmp_path: Path) -> None:
