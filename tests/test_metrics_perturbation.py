@@ -181,3 +181,36 @@ def test_bad_arguments_raise():
         PerturbationScore(max_batch=0)
     with pytest.raises(ValueError, match="threshold"):
         PerturbationScore(threshold=1.5)
+
+
+def test_input_space_maps_are_summed_over_channels(setup):
+    model, x, _maps, targets, logits = setup
+    g = torch.Generator().manual_seed(4)
+    maps5 = {c: torch.randn(x.shape[0], 2, 3, 64, 64, generator=g) for c in CONTRASTS}
+    kw = dict(contrasts=CONTRASTS, baselines=("zeros",), threshold=None)
+    a, b = PerturbationScore(**kw), PerturbationScore(**kw)
+    a.update(model, x, maps5, targets, logits)
+    b.update(model, x, {c: m.sum(2) for c, m in maps5.items()}, targets, logits)
+    for k, v in a.compute().items():
+        torch.testing.assert_close(v, b.compute()[k])
+
+
+def test_blur_kernel_scales_with_image_size():
+    from metrics.functional import blur_params
+
+    assert blur_params(224) == (101, 15.0)
+    assert blur_params(64) == (29, 15 * 64 / 224)
+    assert blur_params(32)[0] == 15  # round(14.4) = 14 -> odd 15
+
+
+def test_sigma_range_is_seeded(setup):
+    model, x, maps, targets, logits = setup
+    kw = dict(contrasts=CONTRASTS, baselines=("blur",), maskings=("threshold",), threshold=None,
+              sigma_range=(5.0, 25.0))
+    a, b = PerturbationScore(seed=7, **kw), PerturbationScore(seed=7, **kw)
+    fixed = PerturbationScore(**{**kw, "sigma_range": None})
+    for m in (a, b, fixed):
+        m.update(model, x, maps, targets, logits)
+    key = "relprob/t1/blur/pos/threshold/original"
+    assert a.compute()[key] == b.compute()[key]
+    assert a.compute()[key] != fixed.compute()[key]
