@@ -129,7 +129,7 @@ class ContrastiveEvaluation(Callback):
             if self.localization:
                 metrics[f"loc_{i}"] = PartLocalization(
                     contrasts=self.contrasts,
-                    threshold=self.threshold if self.threshold is not None else 0.0,
+                    threshold=self.threshold,
                 )
         if self.gradient_sign:
             mean, std = self._data_stats(trainer)
