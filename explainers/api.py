@@ -1,0 +1,153 @@
+"""``explain``: every target and every contrast of one method from one forward + one backward."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from explainers.contrasts import CONTRASTS, contrast_rows, rivals
+from explainers.engine import check_grad_possible, forward_vjp
+from explainers.hooks import tokens_to_grid
+from explainers.methods import METHODS
+
+
+@dataclass
+class Explanation:
+    """Result of :func:`explain`.
+
+    ``targets [B, k]``; ``logits [B, C]`` detached; ``maps``: contrast -> ``[B, k, h, w]``
+    (activation methods) or ``[B, k, C_in, H, W]`` (input-space methods); signed, not normalised,
+    not upsampled, on the input's device.
+    """
+
+    targets: Tensor
+    logits: Tensor
+    maps: dict[str, Tensor] = field(default_factory=dict)
+    method: str = ""
+    layer: str | None = None
+
+    @property
+    def probs(self) -> Tensor:
+        """``softmax(logits)`` ``[B, C]``."""
+        return self.logits.softmax(dim=1)
+
+
+def _check_targets(targets: Tensor, num_classes: int, batch: int) -> Tensor:
+    if targets.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"targets must be a LongTensor [B] or [B, k], got dtype {targets.dtype}")
+    t = targets.long()
+    t = t[:, None] if t.dim() == 1 else t
+    if t.dim() != 2 or t.shape[0] != batch:
+        raise ValueError(
+            f"targets must be [B] or [B, k] with B = {batch}, got {tuple(targets.shape)}"
+        )
+    if bool(((t < 0) | (t >= num_classes)).any()):
+        raise ValueError(f"targets must lie in [0, {num_classes}), got {targets.tolist()}")
+    return t
+
+
+def explain(
+    model: nn.Module,
+    x: Tensor,
+    method: str = "gradcam",
+    layer: str | None = None,
+    topk: int = 1,
+    targets: Tensor | None = None,
+    contrasts: Sequence[str] = CONTRASTS,
+    reshape: str | None = None,
+    steps: int = 16,
+    baseline: Tensor | float = 0.0,
+) -> Explanation:
+    """Explain ``model`` at ``x [B, C_in, H, W]`` for ``targets`` (or the top-``topk`` predictions).
+
+    All selected contrasts of all targets come from ONE forward pass and ONE
+    ``torch.autograd.grad(..., is_grads_batched=True)`` (integrated gradients: the path is stacked
+    into the batch, so still one of each).
+
+    Exactness: for gradcam / linear_approx / xgradcam (no ReLU) and gradient / input_x_gradient
+    all four contrasts equal the explicit per-class formulas ``phi_t - sum_s w_s phi_s`` exactly
+    (the map is linear in the gradient). gradcam++ is not linear: its ``weighted`` map is
+    gradcam++ of the gradient of ``p_t`` (paper's "explain p_t" form) and ``mean`` / ``max`` are
+    gradcam++ of the gradient of ``y_t - mean_s y_s`` / ``y_t - y_{s*}``. integrated_gradients'
+    ``weighted`` uses alpha at each path point, so it is not an exact contrast of per-class IG
+    maps (alpha varies along the path); its ``max`` rival ``s*`` is taken at ``x``.
+
+    Args:
+        model: classifier returning logits ``[B, C]``; its mode and weights are left unchanged.
+        x: normalised images ``[B, C_in, H, W]`` (not an inference-mode tensor).
+        method: a key of ``METHODS``.
+        layer: module name (``model.named_modules()``) for activation methods; None for input ones.
+        topk: number of top predictions explained when ``targets`` is None.
+        targets: LongTensor ``[B]`` or ``[B, k]``.
+        contrasts: subset of ``CONTRASTS``.
+        reshape: ``"tokens"`` turns ViT block outputs ``[B, 1 + h*w, D]`` into ``[B, D, h, w]``.
+        steps, baseline: integrated gradients' number of path points and reference input.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+    spec = METHODS[method]
+    contrasts = tuple(contrasts)
+    bad = [c for c in contrasts if c not in CONTRASTS]
+    if bad or not contrasts:
+        raise ValueError(f"unknown contrasts {bad or contrasts!r}; choose from {CONTRASTS}")
+    if spec.input_space and layer is not None:
+        raise ValueError(f"method {method!r} explains the input: pass layer=None, not {layer!r}")
+    if not spec.input_space and layer is None:
+        raise ValueError(f"method {method!r} needs layer=<module name from model.named_modules()>")
+    if reshape not in (None, "tokens"):
+        raise ValueError(f"reshape must be None or 'tokens', got {reshape!r}")
+    if x.dim() != 4:
+        raise ValueError(f"x must be images [B, C_in, H, W], got shape {tuple(x.shape)}")
+    check_grad_possible(x)
+    batch = x.shape[0]
+
+    if method == "integrated_gradients":
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        ref = torch.as_tensor(baseline, dtype=x.dtype, device=x.device).expand_as(x)
+        # Right Riemann sum: the last path point is x itself, so its logits are the clean ones.
+        fracs = torch.arange(1, steps + 1, dtype=x.dtype, device=x.device) / steps
+        inp = (ref + fracs.view(-1, 1, 1, 1, 1) * (x - ref)).flatten(0, 1)
+    else:
+        inp = x
+
+    chosen: dict[str, Tensor] = {}
+
+    def rows_fn(logits: Tensor) -> Tensor:
+        clean = logits[-batch:]
+        c = clean.shape[1]
+        if targets is None:
+            if not 1 <= topk <= c:
+                raise ValueError(f"topk={topk} must be between 1 and the class count {c}")
+            t = clean.topk(topk, dim=1).indices
+        else:
+            t = _check_targets(targets.to(x.device), c, batch)
+        if c < 2 and contrasts != ("original",):
+            raise ValueError("contrasts other than 'original' need at least 2 classes")
+        chosen["targets"], chosen["logits"] = t, clean
+        reps = logits.shape[0] // batch
+        t_all = t.repeat(reps, 1)
+        rival_all = rivals(clean, t).repeat(reps, 1)
+        rows = contrast_rows(logits, t_all, rival_all, contrasts, prob_weighted=not spec.linear)
+        return rows.flatten(0, 1)
+
+    act, grads, _ = forward_vjp(model, inp, layer, rows_fn)
+    t = chosen["targets"]
+    k = t.shape[1]
+    if method == "integrated_gradients":
+        grads = grads.unflatten(1, (steps, batch)).mean(dim=1)
+        act = x - ref
+    if reshape == "tokens":
+        act, grads = tokens_to_grid(act), tokens_to_grid(grads)
+    maps = spec(act, grads)  # [n_contrasts * k, B, ...]
+    maps = maps.unflatten(0, (len(contrasts), k)).movedim(2, 1)  # [n, B, k, ...]
+    return Explanation(
+        targets=t,
+        logits=chosen["logits"],
+        maps={name: maps[i] for i, name in enumerate(contrasts)},
+        method=method,
+        layer=layer,
+    )
