@@ -1,0 +1,11 @@
+"""Fine-tune a classifier.
+
+``python train.py fit --config configs/experiments/cub200_vgg16_bn.yaml \
+--data.root /data/CUB_200_2011``
+(also ``validate`` and ``test``; ``--ckpt_path last`` resumes a fit).
+"""
+
+from lightning_modules.cli import main
+
+if __name__ == "__main__":
+    main()
