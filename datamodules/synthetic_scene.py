@@ -15,7 +15,7 @@ from torch import Tensor
 
 PART_NAMES = ["body", "head", "wing"]
 WING_SHADES = (0.60, 0.40)  # light, dark grey level of the wing
-WING_JITTER = 0.07
+WING_JITTER = 0.05  # std of the Gaussian shade jitter: ~2 % of wings cross to the sibling
 
 
 def class_names(num_classes: int) -> list[str]:
@@ -55,7 +55,7 @@ def sample_latents(n: int, generator: torch.Generator) -> dict[str, Tensor]:
         "a": 0.24 + 0.06 * u(n), "b": 0.16 + 0.05 * u(n),
         "facing": (u(n) < 0.5).float() * 2 - 1,  # head on the right (+1) or left (-1)
         "head_jitter": 0.04 * (u(n) - 0.5),
-        "wing_jitter": WING_JITTER * 2 * (u(n) - 0.5),
+        "wing_jitter": WING_JITTER * torch.randn(n, generator=generator),
         "noise": u(n, 3, 16, 16),
     }
 
