@@ -129,8 +129,9 @@ class FineTuneClassifier(LightningModule):
         if key in state:
             ckpt_classes = state[key].shape[0]
             if ckpt_classes != self.hparams.num_classes:
+                where = self._trainer.ckpt_path if self._trainer is not None else None
                 raise ValueError(
-                    f"checkpoint has {ckpt_classes} classes but the model/data have "
+                    f"checkpoint {where or ''} has {ckpt_classes} classes but the model/data have "
                     f"{self.hparams.num_classes}: the checkpoint was trained on another dataset; "
                     "use the data config it was trained with, or fine-tune from it with "
                     "model.pretrained=<checkpoint> (the head is then re-initialised).")
