@@ -111,7 +111,7 @@ def test_results_json_keys_csv_log_report_and_figures(deps: None, tmp_path: Path
 
 
 def _read_wandb_history(path: Path) -> dict[str, object]:
-    """Last value of every history key in an offline ``.wandb`` file (W&B's LevelDB-style log).
+    """Last value of every logged key (history, then summary) in an offline ``.wandb`` file.
 
     The file is a 7-byte header, then 32 KiB blocks of records ``crc32 | length (u16 LE) | kind``
     (1 full, 2 first, 3 middle, 4 last); each joined record is a ``wandb_internal_pb2.Record``.
@@ -132,9 +132,10 @@ def _read_wandb_history(path: Path) -> dict[str, object]:
             record = wandb_internal_pb2.Record()
             record.ParseFromString(buf)
             buf = b""
-            if record.WhichOneof("record_type") == "history":
-                for item in record.history.item:
-                    values[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+            kind_name = record.WhichOneof("record_type")
+            items = {"history": record.history.item, "summary": record.summary.update}
+            for item in items.get(kind_name, ()):
+                values[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return values
 
 
