@@ -12,11 +12,13 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 AUGMENTS = ("paper", "light", "none")
 
 
-def _augmentations(augment: str, size: int) -> list[Callable]:
+def _augmentations(augment: str, size: int, tensor_input: bool) -> list[Callable]:
     if augment not in AUGMENTS:
         raise ValueError(f"augment={augment!r} is not one of {AUGMENTS}")
     if augment == "paper":
-        # Order and values exactly as the official train.py (SPEC §4).
+        # Order and values exactly as the official train.py (SPEC §4); torchvision's tensor path
+        # has no bicubic perspective warp, so tensor inputs (the synthetic set) use bilinear.
+        warp = InterpolationMode.BILINEAR if tensor_input else InterpolationMode.BICUBIC
         return [
             T.RandomHorizontalFlip(),
             T.RandomVerticalFlip(),
@@ -26,7 +28,7 @@ def _augmentations(augment: str, size: int) -> list[Callable]:
             T.RandomResizedCrop(size, scale=(0.7, 1.0), ratio=(3 / 4, 4 / 3),
                                 interpolation=InterpolationMode.BILINEAR),
             T.RandomPerspective(distortion_scale=0.2, p=0.5,
-                                interpolation=InterpolationMode.BICUBIC, fill=0),
+                                interpolation=warp, fill=0),
             T.RandomGrayscale(p=0.2),
             T.RandomApply([T.GaussianBlur(3, sigma=(0.1, 2.0))], p=0.2),
         ]
@@ -44,7 +46,8 @@ def train_transform(
 ) -> Callable:
     """PIL image (or float tensor ``[3, H, W]`` in [0, 1] if ``tensor_input``) -> ``[3, s, s]``."""
     to_tensor = [] if tensor_input else [T.ToTensor()]
-    return T.Compose([*_augmentations(augment, size), *to_tensor, T.Normalize(mean, std)])
+    augs = _augmentations(augment, size, tensor_input)
+    return T.Compose([*augs, *to_tensor, T.Normalize(mean, std)])
 
 
 def eval_transform(

@@ -64,6 +64,14 @@ def test_masks_cover_the_distinguishing_parts() -> None:
     assert not (masks[:, 0] & masks[:, 1]).any() and not (masks[:, 1] & masks[:, 2]).any()
 
 
+@pytest.mark.parametrize("augment", ["light", "paper"])
+def test_train_augmentations_on_tensors(augment: str) -> None:
+    dm = SyntheticDataModule(num_train=8, num_test=4, batch_size=4, augment=augment, image_size=32)
+    dm.setup()
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32 and y.shape == (4,)
+
+
 @pytest.mark.parametrize("n", [7, 8])
 def test_eval_sampler_covers_each_index_once(n: int) -> None:
     ds = torch.utils.data.TensorDataset(torch.arange(n))
