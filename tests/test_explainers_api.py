@@ -1,0 +1,176 @@
+"""explain(): stability, no side effects, one forward + one backward, shapes, clear errors."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from explainers import CONTRASTS, METHODS, Explanation, explain
+
+
+class Margin(nn.Module):
+    """Adds ``margin`` to logit 0, so p_0 rounds to exactly 1.0 in float32."""
+
+    def __init__(self, net: nn.Module, margin: float) -> None:
+        super().__init__()
+        self.net = net
+        self.margin = margin
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.net(x)
+        return y + self.margin * (torch.arange(y.shape[1], device=y.device) == 0)
+
+
+@pytest.mark.parametrize(("layer", "method"), [("net.features.12", "gradcam"),
+                                               ("net.features.12", "gradcam++"),
+                                               (None, "gradient")])
+def test_stable_when_p_t_is_one(tiny_vgg: nn.Module, images: Tensor, layer: str | None,
+                                method: str) -> None:
+    model = Margin(tiny_vgg, 60.0)
+    res = explain(model, images, method=method, layer=layer, topk=2)
+    assert torch.equal(res.probs[:, 0], torch.ones(4))  # the naive p_s / (1 - p_t) is 0 / 0 here
+    res64 = explain(copy.deepcopy(model).double(), images.double(), method=method, layer=layer,
+                    topk=2)
+    assert torch.equal(res.targets, res64.targets)
+    for c in CONTRASTS:
+        assert torch.isfinite(res.maps[c]).all()
+        if method != "gradcam++":  # its p_t gradient is ~1e-26 and squares underflow in float32
+            scale = res64.maps[c].abs().amax()
+            torch.testing.assert_close(res.maps[c].double(), res64.maps[c],
+                                       rtol=1e-4, atol=1e-5 * float(scale))
+
+
+def test_no_side_effects(tiny_vgg: nn.Module, images: Tensor) -> None:
+    before = copy.deepcopy(tiny_vgg.state_dict())
+    for training in (False, True):
+        tiny_vgg.train(training)
+        explain(tiny_vgg, images, method="gradcam", layer="features.12", topk=2)
+        explain(tiny_vgg, images, method="gradient", topk=1)
+        assert tiny_vgg.training is training
+        assert all(m.training is training for m in tiny_vgg.modules())
+    tiny_vgg.eval()
+    assert all(p.grad is None for p in tiny_vgg.parameters())
+    after = tiny_vgg.state_dict()
+    # running BN statistics would move if a call had run in train mode and touched them
+    for name, value in before.items():
+        if "running" not in name and "num_batches" not in name:
+            assert torch.equal(value, after[name]), name
+    assert not any(m._forward_hooks for m in tiny_vgg.modules())
+
+
+def test_hooks_removed_when_forward_raises(tiny_vgg: nn.Module, images: Tensor) -> None:
+    class Broken(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = tiny_vgg
+
+        def forward(self, x: Tensor) -> Tensor:
+            self.net.features(x)
+            raise RuntimeError("boom after the hooked layer")
+
+    model = Broken()
+    with pytest.raises(RuntimeError, match="boom"):
+        explain(model, images, method="gradcam", layer="net.features.12")
+    assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_one_forward_and_one_backward(tiny_vgg: nn.Module, images: Tensor,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"forward": 0, "grad": 0}
+    real_grad = torch.autograd.grad
+
+    def counting_grad(*args: object, **kwargs: object) -> tuple[Tensor, ...]:
+        calls["grad"] += 1
+        assert kwargs.get("is_grads_batched") is True
+        return real_grad(*args, **kwargs)
+
+    def count_forward(_m: nn.Module, _i: object) -> None:
+        calls["forward"] += 1
+
+    monkeypatch.setattr(torch.autograd, "grad", counting_grad)
+    handle = tiny_vgg.register_forward_pre_hook(count_forward)
+    for method, layer in (("gradcam++", "features.12"), ("integrated_gradients", None)):
+        calls.update(forward=0, grad=0)
+        explain(tiny_vgg, images, method=method, layer=layer, topk=3, steps=4)
+        assert calls == {"forward": 1, "grad": 1}, method
+    handle.remove()
+
+
+def test_targets_batch_of_one_subsets(tiny_resnet: nn.Module, images: Tensor) -> None:
+    top = explain(tiny_resnet, images, method="xgradcam", layer="layer3", topk=3)
+    assert isinstance(top, Explanation)
+    assert top.targets.shape == (4, 3) and top.logits.shape == (4, 10)
+    torch.testing.assert_close(top.probs, top.logits.softmax(dim=1))
+    assert not top.logits.requires_grad and not top.maps["weighted"].requires_grad
+    # explicit [B, k] targets, reversed order: same maps, reordered
+    rev = explain(tiny_resnet, images, method="xgradcam", layer="layer3",
+                  targets=top.targets.flip(1))
+    for c in CONTRASTS:
+        torch.testing.assert_close(rev.maps[c], top.maps[c].flip(1), rtol=1e-5, atol=1e-7)
+    # [B] targets, a batch of one, a subset of contrasts
+    one = explain(tiny_resnet, images[2:3], method="xgradcam", layer="layer3",
+                  targets=top.targets[2:3, 1], contrasts=("max", "weighted"))
+    assert set(one.maps) == {"max", "weighted"} and one.maps["max"].shape == (1, 1, 4, 4)
+    for c in ("max", "weighted"):
+        torch.testing.assert_close(one.maps[c][0, 0], top.maps[c][2, 1], rtol=1e-4, atol=1e-6)
+
+
+def test_every_method_shapes_and_dtype(tiny_vgg: nn.Module, images64: Tensor) -> None:
+    model = tiny_vgg.double()
+    x = images64.double()
+    for name, spec in METHODS.items():
+        layer = None if spec.input_space else "features.12"
+        res = explain(model, x, method=name, layer=layer, topk=2, steps=2)
+        shape = (3, 2, 3, 64, 64) if spec.input_space else (3, 2, 8, 8)
+        for c in CONTRASTS:
+            assert res.maps[c].shape == shape and res.maps[c].dtype == torch.float64, name
+            assert torch.isfinite(res.maps[c]).all()
+
+
+def test_errors(tiny_vgg: nn.Module, images: Tensor) -> None:
+    with pytest.raises(ValueError, match=r"unknown layer 'features\.99'.*'features\.12'"):
+        explain(tiny_vgg, images, layer="features.99")
+    with pytest.raises(ValueError, match="topk=11 must be between 1 and the class count 10"):
+        explain(tiny_vgg, images, layer="features.12", topk=11)
+    with torch.inference_mode():
+        frozen = images.clone()
+    with pytest.raises(RuntimeError, match=r"Trainer\(inference_mode=False\)"):
+        explain(tiny_vgg, frozen, layer="features.12")
+    with pytest.raises(ValueError, match="unknown method 'gradcamm'"):
+        explain(tiny_vgg, images, method="gradcamm", layer="features.12")
+    with pytest.raises(ValueError, match="unknown contrasts"):
+        explain(tiny_vgg, images, layer="features.12", contrasts=("weigthed",))
+    with pytest.raises(ValueError, match="pass layer=None"):
+        explain(tiny_vgg, images, method="gradient", layer="features.12")
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, 10\)"):
+        explain(tiny_vgg, images, layer="features.12", targets=torch.tensor([0, 1, 2, 10]))
+
+    class Unused(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = tiny_vgg
+            self.spare = nn.Linear(2, 2)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.net(x)
+
+    with pytest.raises(RuntimeError, match="'spare' was never reached"):
+        explain(Unused(), images, layer="spare")
+
+
+def test_tokens_reshape_needs_square_grid(tiny_vgg: nn.Module, images: Tensor) -> None:
+    # features.12 output [B, 32, 4, 4] read as tokens: N = 4 -> 3 patch tokens, not square
+    with pytest.raises(ValueError, match="square grid"):
+        explain(tiny_vgg, images, layer="features.12", reshape="tokens")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(tiny_vgg: nn.Module, images: Tensor) -> None:
+    cpu = explain(tiny_vgg, images, method="gradcam", layer="features.12", topk=2)
+    gpu = explain(tiny_vgg.cuda(), images.cuda(), method="gradcam", layer="features.12", topk=2)
+    for c in CONTRASTS:
+        assert gpu.maps[c].device.type == "cuda"
+        torch.testing.assert_close(gpu.maps[c].cpu(), cpu.maps[c], rtol=1e-3, atol=1e-5)
