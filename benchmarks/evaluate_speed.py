@@ -38,7 +38,7 @@ def run(quick: bool = False) -> dict[str, float]:
 
     torch.manual_seed(0)
     name, size, n_images, batch, max_batch = (
-        ("tiny_vgg", 64, 16, 8, 256) if quick else ("vgg16_bn", 224, 8, 4, 64)
+        ("tiny_vgg", 64, 8, 8, 256) if quick else ("vgg16_bn", 224, 8, 4, 64)
     )
     spec = BACKBONES[name]
     model = spec.builder().eval()
