@@ -30,6 +30,15 @@ CONTRAST_TITLES: dict[str, str] = {
 }
 
 
+CANONICAL_ORDER: dict[str, tuple[str, ...]] = {
+    "t": ("t1", "t2"),
+    "baseline": ("blur", "zeros", "mean"),
+    "mode": ("pos", "neg"),
+    "masking": ("threshold", "equal"),
+    "contrast": ("original", "weighted", "mean", "max"),
+}
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
     atomic_write_bytes(path, text.encode("utf-8"))
@@ -68,6 +77,10 @@ def found_axes(results: Mapping[str, float]) -> dict[str, list[str]]:
             for name, value in zip(axes, parts[1:], strict=True):
                 if value not in axes[name]:
                     axes[name].append(value)
+    # results.json is sorted alphabetically; tables follow the paper's order (SPEC §2.6).
+    for name, order in CANONICAL_ORDER.items():
+        rank = {v: i for i, v in enumerate(order)}
+        axes[name].sort(key=lambda v, rank=rank: (rank.get(v, len(rank)), v))
     return axes
 
 

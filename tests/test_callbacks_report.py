@@ -68,6 +68,15 @@ def test_paper_table_layout_matches_spec() -> None:
     assert rows[1][2] == "0.300"
 
 
+def test_paper_order_survives_sorted_keys() -> None:
+    res = dict(sorted(_results().items()))  # as read back from results.json
+    header, _ = paper_table_rows(res, "threshold")
+    assert header[3:7] == [
+        "GaussBlur Pos ori", "GaussBlur Pos wtd", "GaussBlur Neg ori", "GaussBlur Neg wtd"
+    ]
+    assert header[7] == "Zeros Pos ori" and header[11] == "ChMean Pos ori"
+
+
 def test_missing_cell_is_a_dash_not_a_crash() -> None:
     res = _results()
     del res["eval/relprob/gradcam/t1/blur/pos/threshold/original"]
