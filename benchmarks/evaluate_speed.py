@@ -40,10 +40,15 @@ def run(quick: bool = False) -> dict[str, float]:
     name, size, n_images, batch, max_batch = (
         ("tiny_vgg", 64, 8, 8, 256) if quick else ("vgg16_bn", 224, 8, 4, 64)
     )
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     spec = BACKBONES[name]
-    model = spec.builder().eval()
-    x_all = torch.randn(n_images, 3, size, size)
-    metric = PerturbationScore(threshold=None, max_batch=max_batch)
+    model = spec.builder().eval().to(device)
+    x_all = torch.randn(n_images, 3, size, size, device=device)
+    metric = PerturbationScore(threshold=None, max_batch=max_batch).to(device)
+
+    def sync() -> None:
+        if device.type == "cuda":  # CUDA kernels are asynchronous: time finished work only
+            torch.cuda.synchronize(device)
 
     def protocol() -> int:
         seen, handle = _count_forward_images(model)
@@ -62,17 +67,21 @@ def run(quick: bool = False) -> dict[str, float]:
     perturbed = [0]
     with torch.no_grad():
         model(x_all[:batch])  # warm-up: allocator and kernels
+    sync()
     start = time.perf_counter()
     n_perturbed = protocol()
+    sync()
     protocol_s = time.perf_counter() - start
 
-    plain = torch.randn(min(max_batch, n_perturbed), 3, size, size)
+    plain = torch.randn(min(max_batch, n_perturbed), 3, size, size, device=device)
+    sync()
     start = time.perf_counter()
     with torch.no_grad():
         left = n_perturbed
         while left > 0:
             model(plain[: min(left, plain.shape[0])])
             left -= plain.shape[0]
+    sync()
     forward_s = time.perf_counter() - start
     return {
         "images_per_s": n_images / protocol_s,
