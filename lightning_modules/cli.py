@@ -61,7 +61,11 @@ class TrainCLI(LightningCLI):
         extra = kwargs.pop("callbacks", [])
         callbacks = [
             ModelCheckpoint(dirpath=str(root / "checkpoints"), filename="best-{epoch}-{step}",
-                            monitor="val/acc", mode="max", save_last=True, save_top_k=1),
+                            monitor="val/acc", mode="max", save_top_k=1),
+            # A separate un-monitored callback: save_last=True would only refresh last.ckpt when
+            # the best one changes.
+            ModelCheckpoint(dirpath=str(root / "checkpoints"), filename="last", monitor=None,
+                            save_top_k=1, enable_version_counter=False),
             LearningRateMonitor(logging_interval="epoch"),
             ReseedEachEpoch(),
         ]

@@ -1,0 +1,138 @@
+"""train.py / TrainCLI: every config instantiates and fits (fast_dev_run), resume, W&B offline."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lightning_modules import BACKBONES, hub_weights_path
+from lightning_modules.cli import TrainCLI
+from tests.dataset_layouts import (
+    make_cub,
+    make_fgvc_aircraft,
+    make_flowers102,
+    make_food101,
+    make_stanford_cars,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "configs"
+LAYOUTS = {"cub200": make_cub, "fgvc_aircraft": make_fgvc_aircraft, "food101": make_food101,
+           "flowers102": make_flowers102, "stanford_cars": make_stanford_cars}
+TINY_MODEL = ["--model.backbone", "tiny_vgg", "--model.pretrained", "null"]
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+         "--trainer.accelerator", "cpu", "--trainer.devices", "1"]
+
+
+def tiny_data(name: str, root: Path) -> list[str]:
+    """CLI overrides that point data preset ``name`` at a miniature layout under ``root``."""
+    args = ["--data.image_size", "32", "--data.batch_size", "4", "--data.num_workers", "0"]
+    if name == "synthetic":
+        return [*args, "--data.num_train", "32", "--data.num_test", "8"]
+    LAYOUTS[name](root)
+    return [*args, "--data.root", str(root), "--data.augment", "none", "--data.val_fraction",
+            "0.25"]
+
+
+@pytest.mark.parametrize("path", [*sorted((CONFIGS / "experiments").glob("*.yaml")),
+                                  CONFIGS / "synthetic.yaml"], ids=lambda p: p.stem)
+def test_experiment_fast_dev_run(path: Path, tmp_path: Path) -> None:
+    cfg = yaml.safe_load(path.read_text())
+    assert set(cfg) <= {"seed_everything", "trainer", "model", "data", "ckpt_path"}
+    assert cfg["model"]["backbone"] in BACKBONES
+    dataset = path.stem.rsplit("_", 2)[0] if path.parent.name == "experiments" else "synthetic"
+    dataset = next(d for d in [*LAYOUTS, "synthetic"] if path.stem.startswith(d))
+    cli = TrainCLI(args=["fit", "--config", str(path), *TINY_MODEL, *tiny_data(dataset, tmp_path),
+                         *QUIET, "--trainer.fast_dev_run", "1",
+                         "--trainer.default_root_dir", str(tmp_path / "out")])
+    assert cli.model.hparams.num_classes == cli.datamodule.num_classes
+    assert cli.trainer.state.finished
+
+
+@pytest.mark.parametrize("data", sorted(p.stem for p in (CONFIGS / "data").glob("*.yaml")))
+def test_data_presets_compose(data: str, tmp_path: Path) -> None:
+    cli = TrainCLI(args=["fit", "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
+                         "--config", str(CONFIGS / "model" / "tiny_vgg.yaml"),
+                         "--config", str(CONFIGS / "data" / f"{data}.yaml"),
+                         "--config", str(CONFIGS / "logger" / "csv.yaml"),
+                         *tiny_data(data, tmp_path), *QUIET, "--trainer.fast_dev_run", "1",
+                         "--trainer.default_root_dir", str(tmp_path / "out")])
+    assert cli.trainer.state.finished
+
+
+@pytest.mark.parametrize("model", sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml")))
+def test_model_presets_parse(model: str, tmp_path: Path) -> None:
+    cfg = yaml.safe_load((CONFIGS / "model" / f"{model}.yaml").read_text())["model"]
+    assert cfg["backbone"] == model in BACKBONES
+    if cfg["pretrained"] is not None:
+        assert hub_weights_path(model, cfg["pretrained"])[0].name.endswith(".pth")
+    cli = TrainCLI(args=["--config", str(CONFIGS / "model" / f"{model}.yaml"),
+                         "--config", str(CONFIGS / "data" / "synthetic.yaml"), *TINY_MODEL,
+                         *tiny_data("synthetic", tmp_path), *QUIET], run=False)
+    assert cli.model.hparams.lr == cfg["lr"] and cli.model.hparams.num_classes == 10
+
+
+@pytest.mark.parametrize("trainer", ["default", "cpu", "ddp"])
+def test_trainer_presets_instantiate(trainer: str, tmp_path: Path) -> None:
+    cli = TrainCLI(args=["--config", str(CONFIGS / "trainer" / f"{trainer}.yaml"),
+                         "--config", str(CONFIGS / "model" / "tiny_vgg.yaml"),
+                         "--config", str(CONFIGS / "data" / "synthetic.yaml"),
+                         *tiny_data("synthetic", tmp_path), *QUIET,
+                         "--trainer.default_root_dir", str(tmp_path)], run=False)
+    names = {type(cb).__name__ for cb in cli.trainer.callbacks}
+    assert {"ModelCheckpoint", "LearningRateMonitor", "ReseedEachEpoch"} <= names
+    assert any(type(lg).__name__ == "CSVLogger" for lg in cli.trainer.loggers)
+
+
+def _fit(root: Path, epochs: int, *extra: str) -> TrainCLI:
+    return TrainCLI(args=["fit", "--config", str(CONFIGS / "synthetic.yaml"), *QUIET,
+                          *tiny_data("synthetic", root), "--data.num_train", "48",
+                          "--trainer.max_epochs", str(epochs), "--trainer.deterministic", "true",
+                          "--model.lr", "0.01", "--trainer.default_root_dir", str(root), *extra])
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
+    _fit(tmp_path / "a", 3)
+    _fit(tmp_path / "b", 1)
+    first = _weights(tmp_path / "b" / "checkpoints" / "last.ckpt")
+    _fit(tmp_path / "b", 3, "--ckpt_path", "last")
+    full = _weights(tmp_path / "a" / "checkpoints" / "last.ckpt")
+    resumed = _weights(tmp_path / "b" / "checkpoints" / "last.ckpt")
+    assert full.keys() == resumed.keys()
+    assert not torch.equal(first["net.features.0.weight"], full["net.features.0.weight"])
+    for k in full:
+        assert torch.equal(full[k], resumed[k]), k
+    rows = list(csv.DictReader((tmp_path / "a" / "csv" / "version_0" / "metrics.csv").open()))
+    cols = set(rows[0])
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_top5", "lr-SGD"} <= cols
+    assert sum(1 for r in rows if r["val/acc"]) == 3
+
+
+def test_wandb_offline_saves_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    root = tmp_path / "run"
+    TrainCLI(args=["fit", "--config", str(CONFIGS / "synthetic.yaml"),
+                   "--config", str(CONFIGS / "logger" / "wandb.yaml"), *QUIET,
+                   *tiny_data("synthetic", tmp_path), "--trainer.max_steps", "2",
+                   "--trainer.limit_val_batches", "1",
+                   "--trainer.logger.0.init_args.save_dir", str(root),
+                   "--trainer.logger.1.init_args.save_dir", str(root),
+                   "--trainer.default_root_dir", str(root)])
+    runs = list((root / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    saved = yaml.safe_load((runs[0] / "files" / "config.yaml").read_text())
+    assert saved["model"]["backbone"] == "tiny_vgg"
+    assert list((root / "csv").glob("version_*/metrics.csv"))
+    assert os.environ.get("WANDB_MODE") is None
