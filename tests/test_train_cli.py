@@ -123,12 +123,13 @@ def test_wandb_offline_saves_config(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login
     monkeypatch.setenv("WANDB_SILENT", "true")
     root = tmp_path / "run"
+    preset = tmp_path / "wandb.yaml"
+    preset.write_text((CONFIGS / "logger" / "wandb.yaml").read_text().replace(
+        "save_dir: outputs", f"save_dir: {root}"))
     TrainCLI(args=["fit", "--config", str(CONFIGS / "synthetic.yaml"),
-                   "--config", str(CONFIGS / "logger" / "wandb.yaml"), *QUIET,
+                   "--config", str(preset), *QUIET,
                    *tiny_data("synthetic", tmp_path), "--trainer.max_steps", "2",
                    "--trainer.limit_val_batches", "1",
-                   "--trainer.logger.0.init_args.save_dir", str(root),
-                   "--trainer.logger.1.init_args.save_dir", str(root),
                    "--trainer.default_root_dir", str(root)])
     runs = list((root / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
@@ -136,3 +137,20 @@ def test_wandb_offline_saves_config(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert saved["model"]["backbone"] == "tiny_vgg"
     assert list((root / "csv").glob("version_*/metrics.csv"))
     assert os.environ.get("WANDB_MODE") is None
+
+
+def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = tmp_path / "ddp"
+    cmd = [sys.executable, "train.py", "fit", "--config", str(CONFIGS / "synthetic.yaml"),
+           "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+           "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+           *tiny_data("synthetic", tmp_path), "--trainer.default_root_dir", str(root)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (root / "checkpoints" / "last.ckpt").is_file()
+    rows = list(csv.DictReader(next((root / "csv").glob("version_*/metrics.csv")).open()))
+    assert any(r["val/acc"] for r in rows) and any(r["train/loss"] for r in rows)
