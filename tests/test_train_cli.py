@@ -153,3 +153,13 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     assert (root / "checkpoints" / "last.ckpt").is_file()
     rows = list(csv.DictReader(next((root / "csv").glob("version_*/metrics.csv")).open()))
     assert any(r["val/acc"] for r in rows) and any(r["train/loss"] for r in rows)
+
+
+@pytest.mark.slow
+def test_synthetic_demo_reaches_90_percent(tmp_path: Path) -> None:
+    # The demo config as shipped (tiny_vgg, 64 px, 2000 train images, 15 epochs, about 1.5 min).
+    args = ["--config", str(CONFIGS / "synthetic.yaml"), *QUIET,
+            "--trainer.default_root_dir", str(tmp_path)]
+    TrainCLI(args=["fit", *args])
+    cli = TrainCLI(args=["test", *args, "--ckpt_path", "last"])
+    assert cli.trainer.callback_metrics["test/acc"] > 0.9
