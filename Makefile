@@ -36,8 +36,13 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The main job on the built-in synthetic data: fine-tune tiny_vgg, then evaluate the best
+# checkpoint with the full protocol; W&B runs offline into outputs/wandb.
+DEMO_CONFIGS := --config configs/synthetic.yaml --config configs/logger/wandb.yaml
 demo: $(STAMP)
-	$(PY) -m scripts.demo
+	$(PY) train.py fit $(DEMO_CONFIGS)
+	$(PY) evaluate.py $(DEMO_CONFIGS) --ckpt_path outputs/synthetic/checkpoints/last.ckpt \
+		--evaluation.output_dir outputs/synthetic/evaluation
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all

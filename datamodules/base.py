@@ -41,6 +41,15 @@ def missing_dataset_error(name: str, folder: Path, expected: Sequence[str], sour
     )
 
 
+def require_files(name: str, folder: Path, expected: Sequence[str], source: str) -> Path:
+    """``folder`` if every expected entry (``"x/"`` for a folder) exists, else a clear error."""
+    missing = [f for f in expected if not (folder / f.rstrip("/")).exists()]
+    if missing:
+        raise FileNotFoundError(missing_dataset_error(name, folder, expected, source)
+                                + f" Missing: {', '.join(missing)}.")
+    return folder
+
+
 def check_labels(labels: Tensor, num_classes: int, where: Sequence[str]) -> None:
     """Raise naming the metadata line of the first label outside ``[0, num_classes)``."""
     bad = ((labels < 0) | (labels >= num_classes)).nonzero()

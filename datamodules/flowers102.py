@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torchvision.datasets import Flowers102
 
-from datamodules.base import FineGrainedDataModule, SampleList, missing_dataset_error
+from datamodules.base import FineGrainedDataModule, SampleList, require_files
 
 FILES = ("jpg/", "imagelabels.mat", "setid.mat")
 SOURCE = ("https://www.robots.ox.ac.uk/~vgg/data/flowers/102/ (102flowers.tgz, imagelabels.mat, "
@@ -28,12 +28,7 @@ class Flowers102DataModule(FineGrainedDataModule):
     has_official_val = True
 
     def _check(self) -> Path:
-        d = self.root / "flowers-102"
-        missing = [f for f in FILES if not (d / f.rstrip("/")).exists()]
-        if missing:
-            raise FileNotFoundError(missing_dataset_error(self.name, d, FILES, SOURCE)
-                                    + f" Missing: {', '.join(missing)}.")
-        return d
+        return require_files(self.name, self.root / "flowers-102", FILES, SOURCE)
 
     def _read_class_names(self) -> list[str]:
         return [f"flower_{i:03d}" for i in range(1, NUM_CLASSES + 1)]

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torchvision.datasets import Food101
 
-from datamodules.base import FineGrainedDataModule, SampleList, missing_dataset_error
+from datamodules.base import FineGrainedDataModule, SampleList, require_files
 
 FILES = ("meta/classes.txt", "meta/train.json", "meta/test.json", "images/")
 SOURCE = "https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/ (food-101.tar.gz)"
@@ -19,12 +19,7 @@ class Food101DataModule(FineGrainedDataModule):
     name = "Food-101"
 
     def _check(self) -> Path:
-        d = self.root / "food-101"
-        missing = [f for f in FILES if not (d / f.rstrip("/")).exists()]
-        if missing:
-            raise FileNotFoundError(missing_dataset_error(self.name, d, FILES, SOURCE)
-                                    + f" Missing: {', '.join(missing)}.")
-        return d
+        return require_files(self.name, self.root / "food-101", FILES, SOURCE)
 
     def _read_class_names(self) -> list[str]:
         with open(self._check() / "meta" / "classes.txt") as f:

@@ -8,7 +8,7 @@ import scipy.io
 import torch
 from torchvision.datasets import StanfordCars
 
-from datamodules.base import FineGrainedDataModule, SampleList, missing_dataset_error
+from datamodules.base import FineGrainedDataModule, SampleList, require_files
 
 FILES = ("devkit/cars_meta.mat", "devkit/cars_train_annos.mat", "cars_train/", "cars_test/",
          "cars_test_annos_withlabels.mat")
@@ -23,12 +23,7 @@ class StanfordCarsDataModule(FineGrainedDataModule):
     name = "Stanford Cars"
 
     def _check(self) -> Path:
-        d = self.root / "stanford_cars"
-        missing = [f for f in FILES if not (d / f.rstrip("/")).exists()]
-        if missing:
-            raise FileNotFoundError(missing_dataset_error(self.name, d, FILES, SOURCE)
-                                    + f" Missing: {', '.join(missing)}.")
-        return d
+        return require_files(self.name, self.root / "stanford_cars", FILES, SOURCE)
 
     def _read_class_names(self) -> list[str]:
         meta = scipy.io.loadmat(self._check() / "devkit" / "cars_meta.mat", squeeze_me=True)
