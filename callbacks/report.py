@@ -150,6 +150,8 @@ def gradient_sign_rows(results: Mapping[str, float]) -> tuple[list[str], list[li
                 cols.append(col)
             if parts[2] not in contrasts:
                 contrasts.append(parts[2])
+    # results.json comes back key-sorted ("n10" before "n2"): order by quantity, then step count
+    cols.sort(key=lambda c: (c.split("/")[0], int(c.split("/")[1].lstrip("n"))))
     rows = []
     for contrast in contrasts:
         row = [contrast]

@@ -157,3 +157,11 @@ def test_bad_arguments_are_rejected() -> None:
         ContrastiveEvaluation(topk=3)
     with pytest.raises(ValueError, match="methods"):
         ContrastiveEvaluation(methods=())
+
+
+def test_gradient_sign_columns_in_step_order_from_sorted_json() -> None:
+    res = {f"eval/delta_prob/gradient/weighted/n{k}": float(k) for k in (10, 2, 1)}
+    res = dict(sorted(res.items()))  # what results.json gives back: n1, n10, n2
+    header, rows = gradient_sign_rows(res)
+    assert header == ["contrast", "delta_prob/n1", "delta_prob/n2", "delta_prob/n10"]
+    assert rows == [["weighted", "1.000", "2.000", "10.000"]]
