@@ -29,6 +29,8 @@ from callbacks.report import (
     render_report,
     write_results_json,
 )
+from explainers import explain
+from metrics import GradientSignPerturbation, PartLocalization, PerturbationScore
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -114,8 +116,6 @@ class ContrastiveEvaluation(Callback):
         return mean, std
 
     def _build_metrics(self, trainer: Trainer) -> nn.ModuleDict:
-        from metrics import GradientSignPerturbation, PartLocalization, PerturbationScore
-
         metrics = nn.ModuleDict()
         for i in range(len(self.methods)):
             metrics[f"ps_{i}"] = PerturbationScore(
@@ -169,8 +169,6 @@ class ContrastiveEvaluation(Callback):
         dataloader_idx: int = 0,
     ) -> None:
         """Explain the batch with every method and update the metrics (all on the device)."""
-        from explainers import explain
-
         x, labels = batch[0], batch[1]
         part_masks = batch[2] if len(batch) > 2 else None
         net = pl_module.net  # the plain module: never explain through the DDP wrapper
