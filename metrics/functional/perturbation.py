@@ -111,14 +111,3 @@ def relative_probability(logits: Tensor, t1: Tensor, t2: Tensor, t: Tensor) -> T
     pair = torch.stack([y.gather(1, t1[:, None])[:, 0], y.gather(1, t2[:, None])[:, 0]], dim=1)
     yt = y.gather(1, t[:, None])[:, 0]
     return torch.exp(yt - torch.logsumexp(pair, dim=1))
-
-
-__all__ = [
-    "blur_params",
-    "equal_keep",
-    "gaussian_blur",
-    "make_baselines",
-    "relative_probability",
-    "threshold_keep",
-    "upsample_maps",
-]
