@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torchvision.datasets import FGVCAircraft
@@ -24,23 +25,13 @@ class FGVCAircraftDataModule(FineGrainedDataModule):
     has_official_val = True
 
     def __init__(
-        self,
-        root: str | Path = "data",
-        image_size: int = 224,
-        batch_size: int = 32,
-        num_workers: int = 4,
-        augment: str = "paper",
-        val_fraction: float = 0.1,
-        seed: int = 0,
-        with_ground_truth: bool = False,
-        skip_corrupt: bool = False,
-        annotation_level: str = "variant",
+        self, root: str | Path = "data", annotation_level: str = "variant", **kwargs: Any
     ) -> None:
+        """``kwargs``: the common arguments of ``FineGrainedDataModule``."""
         if annotation_level not in LEVEL_FILES:
             raise ValueError(f"annotation_level={annotation_level!r} is not one of "
                              f"{tuple(LEVEL_FILES)}")
-        super().__init__(root, image_size, batch_size, num_workers, augment, val_fraction, seed,
-                         with_ground_truth, skip_corrupt)
+        super().__init__(root, **kwargs)
         self.annotation_level = annotation_level
 
     def _check(self, split: str | None = None) -> Path:
