@@ -11,6 +11,7 @@ from torchmetrics import Metric
 from metrics.functional.perturbation import (
     equal_keep,
     make_baselines,
+    pixel_ranks,
     relative_probability,
     threshold_keep,
     upsample_maps,
@@ -28,6 +29,18 @@ def _check(name: str, values: Sequence[str], allowed: tuple[str, ...]) -> tuple[
     if not values or any(v not in allowed for v in values) or len(set(values)) != len(values):
         raise ValueError(f"{name}={values!r}: give distinct values from {allowed}")
     return values
+
+
+def _chunks(n: int, per_image: int, max_batch: int) -> list[tuple[int, int, slice]]:
+    """Forward batches of at most ``max_batch`` rows: (first image, end image, rows of the block).
+
+    Whole images' blocks of ``per_image`` rows when one fits, else slices of one image's block.
+    """
+    if max_batch >= per_image:
+        step = max_batch // per_image
+        return [(i, min(i + step, n), slice(None)) for i in range(0, n, step)]
+    starts = range(0, per_image, max_batch)
+    return [(i, i + 1, slice(r, r + max_batch)) for i in range(n) for r in starts]
 
 
 class PerturbationScore(Metric):
@@ -48,6 +61,10 @@ class PerturbationScore(Metric):
     ``sigma_range=(lo, hi)`` (at 224 px) draws the blur sigma per update from a generator seeded by
     ``seed``, like the original code; it breaks exact equality between DDP and one process.
     States are sums, so DDP reduction is exact. Means over zero samples are NaN.
+
+    Perturbed images go through the model in batches of at most ``max_batch``: as many whole
+    images' blocks (48 rows per image with the defaults) as fit, else slices of one image's block.
+    Each block is one broadcast ``torch.where`` of the keep-masks, the image and its baselines.
     """
 
     is_differentiable = False
@@ -97,6 +114,7 @@ class PerturbationScore(Metric):
 
     def _keep_masks(self, up: Tensor) -> Tensor:
         """Keep-masks [n, 2, n_modes, n_maskings, M, H, W] from upsampled maps [n, 2, M, H, W]."""
+        ranks = pixel_ranks(up) if "equal" in self.maskings else None  # one sort for pos and neg
         per_mode = []
         for mode in self.modes:
             per_masking = []
@@ -104,7 +122,7 @@ class PerturbationScore(Metric):
                 if masking == "threshold":
                     per_masking.append(threshold_keep(up, mode))
                 else:
-                    per_masking.append(equal_keep(up, mode))
+                    per_masking.append(equal_keep(up, mode, ranks))
             per_mode.append(torch.stack(per_masking, dim=2))
         return torch.stack(per_mode, dim=2)
 
@@ -151,28 +169,35 @@ class PerturbationScore(Metric):
         base = make_baselines(x.detach(), self.baselines, sigma)  # [n_b, n, C, H, W]
 
         n_b, n_mo, n_mk, n_c = base.shape[0], keep.shape[2], keep.shape[3], keep.shape[4]
-        per_image = n_b * 2 * n_mo * n_mk * n_c
-        total = n * per_image
-        # flat perturbation index j -> (image, baseline, rank, mode, masking, contrast)
-        dims = torch.tensor([n, n_b, 2, n_mo, n_mk, n_c], device=x.device)
-        strides = torch.flip(torch.cumprod(torch.flip(dims, [0]), 0), [0]) // dims
-        flat_keep = keep.reshape(n, 2 * n_mo * n_mk * n_c, *size)
-        sums = torch.zeros(3, 2 * n_b * n_mo * n_mk * n_c, dtype=torch.float64, device=x.device)
+        n_k = 2 * n_mo * n_mk * n_c  # keep-masks per image: (rank, mode, masking, contrast)
+        per_image = n_b * n_k
+        keep = keep.reshape(n, 1, n_k, 1, *size)
+        # Rows of one image's block, in the order (baseline, rank, mode, masking, contrast): the
+        # order torch.where below lays them out in by broadcasting, so nothing is gathered.
+        row = torch.arange(per_image, device=x.device)
+        row_rank = (row % n_k) // (n_k // 2)
+        row_state = row_rank * (per_image // 2) + (row // n_k) * (n_k // 2) + row % (n_k // 2)
+        sums = torch.zeros(3, per_image, dtype=torch.float64, device=x.device)
+        x, base = x.detach(), base.transpose(0, 1).unsqueeze(2)  # [n, n_b, 1, C, H, W]
+        block, block_of = x, (-1, -1)
         with torch.no_grad():
-            for start in range(0, total, self.max_batch):
-                j = torch.arange(start, min(start + self.max_batch, total), device=x.device)
-                i, b, r, mo, mk, c = ((j[:, None] // strides) % dims).unbind(1)
-                k_idx = ((r * n_mo + mo) * n_mk + mk) * n_c + c
-                m = flat_keep[i, k_idx].unsqueeze(1)  # [N, 1, H, W]
-                pert = torch.where(m, x[i].detach(), base[b, i])
+            for i0, i1, rows in _chunks(n, per_image, self.max_batch):
+                if block_of != (i0, i1):  # an image's block is built once even when sliced
+                    # out= keeps it contiguous (broadcast inputs would give it their odd strides,
+                    # and flattening would then copy it)
+                    block = x.new_empty(i1 - i0, n_b, n_k, *x.shape[1:])
+                    torch.where(keep[i0:i1], x[i0:i1, None, None], base[i0:i1], out=block)
+                    block, block_of = block.flatten(0, 2), (i0, i1)  # [rows, C, H, W]
+                pert = block[rows]
+                i = torch.arange(i0, i1, device=x.device).repeat_interleave(per_image)[rows]
+                r = row_rank.repeat(i1 - i0)[rows]
                 out = model(pert).float()
                 t = targets[i, r]
                 rel = relative_probability(out, t1[i], t2[i], t)
                 p = torch.softmax(out, dim=1).gather(1, t[:, None])[:, 0]
                 drop = clean_p[i, r] - p
-                state_idx = (((r * n_b + b) * n_mo + mo) * n_mk + mk) * n_c + c
                 vals = torch.stack([rel, p, drop]).double()
-                sums.index_add_(1, state_idx, vals)
+                sums.index_add_(1, row_state.repeat(i1 - i0)[rows], vals)
         shape = self.relprob_sum.shape
         self.relprob_sum += sums[0].view(shape)
         self.prob_sum += sums[1].view(shape)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from metrics import PerturbationScore
-from metrics.functional import equal_keep, gaussian_blur, threshold_keep
+from metrics.functional import equal_keep, gaussian_blur, pixel_ranks, threshold_keep
 
 CONTRASTS = ("original", "weighted")
 BASELINES = ("blur", "zeros", "mean")
@@ -128,12 +128,15 @@ def test_threshold_selection(setup):
         assert v.item() == pytest.approx(ref[k], abs=1e-4), k
 
 
-def test_chunking_and_merge_give_same_numbers(setup):
+# 16 rows per image here (2 baselines x t1/t2 x pos/neg x 2 contrasts), 3 images: slices of one
+# image's block, one block per forward, two blocks and then the last one
+@pytest.mark.parametrize("max_batch", [3, 16, 35])
+def test_chunking_and_merge_give_same_numbers(setup, max_batch):
     model, x, maps, targets, logits = setup
     kw = dict(contrasts=CONTRASTS, baselines=("zeros", "mean"), maskings=("equal",), threshold=None)
     whole = PerturbationScore(max_batch=1000, **kw)
     whole.update(model, x, maps, targets, logits)
-    chunked = PerturbationScore(max_batch=3, **kw)
+    chunked = PerturbationScore(max_batch=max_batch, **kw)
     chunked.update(model, x, maps, targets, logits)
     a, b = PerturbationScore(max_batch=7, **kw), PerturbationScore(max_batch=7, **kw)
     a.update(model, x[:1], {c: m[:1] for c, m in maps.items()}, targets[:1], logits[:1])
@@ -166,6 +169,9 @@ def test_equal_masking_replaces_exactly_k_with_ties_by_index():
     assert (~neg).sum(dim=(-2, -1)).tolist() == [2, 2]
     assert neg[0].tolist() == [[True, True, True], [True, False, False]]
     assert neg[1].tolist() == [[True, True, False], [False, True, True]]
+    ranks = pixel_ranks(maps)  # one sort shared by both modes gives the same masks
+    assert torch.equal(equal_keep(maps, "pos", ranks), pos[None, None])
+    assert torch.equal(equal_keep(maps, "neg", ranks), neg[None, None])
 
 
 def test_blur_equals_2d_reference(images64):

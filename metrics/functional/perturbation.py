@@ -33,10 +33,22 @@ def threshold_keep(maps: Tensor, mode: str) -> Tensor:
     raise ValueError(f"mode must be 'pos' or 'neg', got {mode!r}")
 
 
-def equal_keep(maps: Tensor, mode: str) -> Tensor:
+def pixel_ranks(maps: Tensor) -> Tensor:
+    """Rank of each pixel in its flattened map, [..., H, W] -> [..., H*W] long (0 = lowest).
+
+    From a stable ascending sort, so ties are broken by pixel index.
+    """
+    flat = maps.flatten(-2)
+    order = torch.sort(flat, dim=-1, stable=True).indices
+    positions = torch.arange(flat.shape[-1], device=maps.device).expand_as(order)
+    return torch.empty_like(order).scatter_(-1, order, positions)
+
+
+def equal_keep(maps: Tensor, mode: str, ranks: Tensor | None = None) -> Tensor:
     """Equal-masking keep-mask for maps [B, R, M, H, W] compared along dim 2 (M contrasts).
 
-    Ranks come from a stable ascending sort of each flattened map (ties broken by pixel index).
+    Ranks come from a stable ascending sort of each flattened map (ties broken by pixel index);
+    pass ``ranks = pixel_ranks(maps)`` to share one sort between the pos and neg masks.
     pos: k = min over the M maps of #(map > 0); the k lowest-ranked pixels of each map are replaced.
     neg: k = max over the M maps of #(map < 0); the k highest-ranked pixels are replaced.
     Exactly k pixels are replaced (the official code replaces k - 1 in neg mode; App. G words the
@@ -44,9 +56,7 @@ def equal_keep(maps: Tensor, mode: str) -> Tensor:
     """
     b, r, m, h, w = maps.shape
     flat = maps.reshape(b, r, m, h * w)
-    order = torch.sort(flat, dim=-1, stable=True).indices
-    ranks = torch.empty_like(order)
-    ranks.scatter_(-1, order, torch.arange(h * w, device=maps.device).expand_as(order))
+    ranks = pixel_ranks(maps) if ranks is None else ranks
     if mode == "pos":
         k = (flat > 0).sum(-1).amin(dim=2, keepdim=True)  # [B, R, 1]
         replace = ranks < k.unsqueeze(-1)
