@@ -12,6 +12,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -110,8 +111,9 @@ def test_results_json_keys_csv_log_report_and_figures(deps: None, tmp_path: Path
     ]
 
 
-def _read_wandb_history(path: Path) -> dict[str, object]:
-    """Last value of every logged key (history, then summary) in an offline ``.wandb`` file.
+def _read_wandb_history(path: Path) -> tuple[dict[str, object], bool]:
+    """Last value of every logged key (history, then summary) in an offline ``.wandb`` file, and
+    whether the file already holds the run's closing ``exit`` record.
 
     The file is a 7-byte header, then 32 KiB blocks of records ``crc32 | length (u16 LE) | kind``
     (1 full, 2 first, 3 middle, 4 last); each joined record is a ``wandb_internal_pb2.Record``.
@@ -119,7 +121,7 @@ def _read_wandb_history(path: Path) -> dict[str, object]:
     from wandb.proto import wandb_internal_pb2
 
     data = path.read_bytes()
-    pos, block, buf, values = 7, 32768, b"", {}
+    pos, block, buf, values, closed = 7, 32768, b"", {}, False
     while pos + 7 <= len(data):
         left = block - pos % block
         if left < 7:  # block trailer padding
@@ -133,16 +135,34 @@ def _read_wandb_history(path: Path) -> dict[str, object]:
             record.ParseFromString(buf)
             buf = b""
             kind_name = record.WhichOneof("record_type")
+            closed |= kind_name == "exit"
             items = {"history": record.history.item, "summary": record.summary.update}
             for item in items.get(kind_name, ()):
                 values[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
-    return values
+    return values, closed
+
+
+def _read_closed_wandb_run(run_dir: Path, timeout_s: float = 60.0) -> dict[str, object]:
+    """``_read_wandb_history`` of the run in ``run_dir`` once its ``exit`` record is on disk.
+
+    ``finish()`` can return before W&B's service process has flushed its last buffered block
+    (CI once read a file without the final metrics), so poll until the file is closed.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        (run_file,) = run_dir.glob("run-*.wandb")
+        values, closed = _read_wandb_history(run_file)
+        if closed:
+            return values
+        if time.monotonic() > deadline:
+            pytest.fail(f"{run_file} has no exit record {timeout_s:.0f} s after finish()")
+        time.sleep(0.2)
 
 
 def test_wandb_offline_run_holds_the_logged_values(
     deps: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    wandb = pytest.importorskip("wandb")
+    pytest.importorskip("wandb")
     from lightning.pytorch.loggers import WandbLogger
 
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -150,9 +170,9 @@ def test_wandb_offline_run_holds_the_logged_values(
     logger = WandbLogger(offline=True, save_dir=str(tmp_path), project="whynot-test")
     results, _ = _test_run(tmp_path, logger)
     run_dir = Path(logger.experiment.dir).parent
-    wandb.finish()
-    (run_file,) = run_dir.glob("run-*.wandb")
-    logged = _read_wandb_history(run_file)
+    logger.experiment.finish()
+    logged = _read_closed_wandb_run(run_dir)
+    assert set(results) <= set(logged), sorted(set(results) - set(logged))[:5]
     for key, value in results.items():
         assert logged[key] == pytest.approx(value, rel=1e-6), key
     assert logged["eval/table/equal/_type"] == "table-file"
