@@ -128,6 +128,8 @@ def _read_wandb_history(path: Path) -> tuple[dict[str, object], bool]:
             pos += left
             continue
         _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if pos + 7 + length > len(data):  # a chunk still being written: read again later
+            break
         buf += data[pos + 7:pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):
@@ -145,8 +147,9 @@ def _read_wandb_history(path: Path) -> tuple[dict[str, object], bool]:
 def _read_closed_wandb_run(run_dir: Path, timeout_s: float = 60.0) -> dict[str, object]:
     """``_read_wandb_history`` of the run in ``run_dir`` once its ``exit`` record is on disk.
 
-    ``finish()`` can return before W&B's service process has flushed its last buffered block
-    (CI once read a file without the final metrics), so poll until the file is closed.
+    CI once read a file without the final metrics right after ``finish()``; the likely cause is
+    W&B's service process flushing its last block after ``finish()`` returns (not reproduced
+    here), so poll until the closing record is there rather than trust the timing.
     """
     deadline = time.monotonic() + timeout_s
     while True:
