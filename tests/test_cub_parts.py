@@ -197,3 +197,47 @@ def test_fit_batches_carry_no_masks(tmp_path: Path) -> None:
     dm.setup()
     assert len(next(iter(dm.train_dataloader()))) == 2
     assert len(next(iter(dm.val_dataloader()))) == 3
+
+
+def test_evaluate_on_cub_with_parts_writes_tables_and_figures(tmp_path: Path) -> None:
+    """The issue's command on the miniature layout: parts picked up, every output written."""
+    import json
+
+    import lightning.pytorch as pl
+
+    from callbacks.cli import main
+    from lightning_modules import FineTuneClassifier
+
+    make_cub(tmp_path / "data")
+    dm = CUB200DataModule(root=tmp_path / "data", **ARGS)
+    pl.seed_everything(0)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False,
+                         limit_val_batches=0)
+    trainer.fit(FineTuneClassifier(backbone="tiny_vgg", num_classes=3), datamodule=dm)
+    ckpt = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(ckpt)
+    out = tmp_path / "eval"
+    root = Path(__file__).resolve().parent.parent
+    results = main([
+        "--config", str(root / "configs" / "experiments" / "cub200_vgg16_bn.yaml"),
+        "--data.root", str(tmp_path / "data"), "--ckpt_path", str(ckpt),
+        "--model.backbone", "tiny_vgg", "--model.pretrained", "null",
+        "--data.image_size", "32", "--data.batch_size", "4", "--data.num_workers", "0",
+        "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+        "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.logger", "false",
+        "--evaluation.methods", "[gradcam]", "--evaluation.threshold", "null",
+        "--evaluation.gradient_sign", "false", "--evaluation.baselines", "[zeros]",
+        "--evaluation.num_figures", "2", "--evaluation.output_dir", str(out),
+    ])
+    assert results["eval/num_samples"] == 6 and results["eval/count/gradcam/t1"] == 6
+    for q in ("differ_share", "shared_share", "pointing_differ", "pointing_shared"):
+        for c in ("original", "weighted"):
+            assert 0.0 <= results[f"eval/{q}/gradcam/t1/{c}"] <= 1.0
+    assert json.loads((out / "results.json").read_text()) == results
+    report = (out / "report.md").read_text()
+    assert "## Part localisation" in report and "## Pointing game" in report
+    assert "6 of 6 test images are counted (no p_t2 threshold)" in report
+    assert "beak" in report  # the ground-truth parts are named in the settings
+    assert sorted(p.name for p in (out / "figures").iterdir()) == [
+        "exemplars_gradcam.png", "heatmaps_gradcam.png"]
