@@ -241,3 +241,21 @@ def test_evaluate_on_cub_with_parts_writes_tables_and_figures(tmp_path: Path) ->
     assert "beak" in report  # the ground-truth parts are named in the settings
     assert sorted(p.name for p in (out / "figures").iterdir()) == [
         "exemplars_gradcam.png", "heatmaps_gradcam.png"]
+
+
+@pytest.mark.parametrize(("given", "expected"), [([], True), (["box"], "box"),
+                                                 (["parts"], "parts")])
+def test_evaluate_keeps_an_explicit_ground_truth_choice(tmp_path: Path, given: list[str],
+                                                        expected: object) -> None:
+    from callbacks.cli import EvaluationCLI
+
+    make_cub(tmp_path)
+    root = Path(__file__).resolve().parent.parent
+    extra = ["--data.init_args.with_ground_truth", *given] if given else []
+    cli = EvaluationCLI(args=[
+        "--config", str(root / "configs" / "experiments" / "cub200_vgg16_bn.yaml"),
+        "--data.root", str(tmp_path), "--model.backbone", "tiny_vgg",
+        "--model.pretrained", "null", "--trainer.logger", "false",
+        "--trainer.default_root_dir", str(tmp_path / "run"), *extra])
+    assert cli.datamodule.with_ground_truth == expected
+    assert cli.datamodule.part_names == (["bird"] if expected == "box" else MERGED)
