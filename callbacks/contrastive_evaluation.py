@@ -107,6 +107,7 @@ class ContrastiveEvaluation(Callback):
         self.results: dict[str, float] = {}
         self._figures: list[dict[str, Any]] = []
         self._exemplars: ExemplarBuffer | None = None
+        self._part_attributes: torch.Tensor | None = None
         self._loc_used = False
         self._device = torch.device("cpu")
 
@@ -159,6 +160,7 @@ class ContrastiveEvaluation(Callback):
         self.results = {}
         self._figures = []
         self._exemplars = None
+        self._part_attributes = None
         if trainer.is_global_zero and self.num_figures > 0:
             self._exemplars = ExemplarBuffer(self.num_figures, self.threshold,
                                              *self._data_stats(trainer))
@@ -195,10 +197,10 @@ class ContrastiveEvaluation(Callback):
             all_maps[method] = res.maps
             self.metrics[f"ps_{i}"].update(net, x, res.maps, res.targets, res.logits)
             if self.localization and part_masks is not None:
-                dm = trainer.datamodule
+                if self._part_attributes is None:  # one host-to-device copy per run
+                    self._part_attributes = trainer.datamodule.part_attributes.to(x.device)
                 self.metrics[f"loc_{i}"].update(
-                    res.maps, res.targets, res.logits, part_masks,
-                    dm.part_attributes.to(x.device),
+                    res.maps, res.targets, res.logits, part_masks, self._part_attributes,
                 )
                 self._loc_used = True
             if keep > 0:

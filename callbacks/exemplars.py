@@ -117,6 +117,9 @@ class ExemplarBuffer:
             "ex_probs": torch.zeros(c, k, device=dev),
             "ex_index": torch.full((c, k), -1, dtype=torch.long, device=dev),
             "ex_filled": torch.zeros(c, dtype=torch.long, device=dev),
+            "classes": torch.arange(c, device=dev),
+            "mean": torch.tensor(self.mean, device=dev).view(1, 3, 1, 1),
+            "std": torch.tensor(self.std, device=dev).view(1, 3, 1, 1),
         }
         for method, by_contrast in maps.items():
             h, w = _grid(next(iter(by_contrast.values()))[:1], size).shape[-2:]
@@ -126,9 +129,7 @@ class ExemplarBuffer:
 
     def _small_images(self, x: Tensor, size: int) -> Tensor:
         """[B, 3, H, W] normalised -> [B, 3, S, S] uint8 pixels."""
-        m = torch.tensor(self.mean, device=x.device, dtype=torch.float32).view(1, 3, 1, 1)
-        s = torch.tensor(self.std, device=x.device, dtype=torch.float32).view(1, 3, 1, 1)
-        pixels = (x.detach().float() * s + m).clamp(0, 1)
+        pixels = (x.detach().float() * self.buffers["std"] + self.buffers["mean"]).clamp(0, 1)
         if pixels.shape[-1] != size or pixels.shape[-2] != size:
             pixels = F.interpolate(pixels, size=(size, size), mode="bilinear",
                                    align_corners=False, antialias=True)
@@ -176,8 +177,8 @@ class ExemplarBuffer:
 
         # per class the first per_class correctly classified samples; trash slot per_class
         correct = targets[:, 0] == labels
-        onehot = F.one_hot(labels, probs.shape[1]) * correct[:, None].long()  # [B, C]
-        rank = onehot.cumsum(0).gather(1, labels[:, None])[:, 0] - 1
+        onehot = (labels[:, None] == buf["classes"]) & correct[:, None]  # [B, C]
+        rank = onehot.long().cumsum(0).gather(1, labels[:, None])[:, 0] - 1
         ex_slot = buf["ex_filled"][labels] + rank
         ex_keep = correct & (ex_slot < self.per_class)
         ex_slot = torch.where(ex_keep, ex_slot, self.per_class)

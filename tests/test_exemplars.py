@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 import torch
 from PIL import Image
 
@@ -128,3 +129,29 @@ def test_differ_line_names_the_parts() -> None:
     assert differ_line(0, 1, ["body", "head", "wing"], attrs) == "differ in: head, wing"
     assert differ_line(0, 2, ["body", "head", "wing"], attrs) == "differ in: no annotated part"
     assert differ_line(0, 1, ["bird"], torch.arange(3)[:, None]) == ""
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_per_batch_updates_never_sync_the_host() -> None:
+    from metrics import PartLocalization
+
+    def to_cuda(bt: dict) -> dict:
+        return {k: ({m: {c: t.cuda() for c, t in v.items()} for m, v in bt["maps"].items()}
+                    if k == "maps" else bt[k].cuda()) for k, v in bt.items()}
+
+    batches = [to_cuda(bt) for bt in _batches()]
+    buf = ExemplarBuffer(2, 0.1, MEAN, STD)
+    first = batches[0]
+    buf.update(first["x"], first["labels"], first["targets"], first["probs"], first["maps"])
+    metric = PartLocalization().cuda()
+    masks = torch.rand(5, 3, 16, 16, device="cuda") > 0.5
+    attrs = torch.randint(0, 2, (C, 3), device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for bt in batches[1:]:
+            buf.update(bt["x"], bt["labels"], bt["targets"], bt["probs"], bt["maps"])
+            metric.update(bt["maps"]["gradcam"], bt["targets"], bt["probs"].log(), masks, attrs)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert buf.collected() is not None
