@@ -63,7 +63,9 @@ class EvaluationCLI(LightningCLI):
         config.trainer.inference_mode = False
         if config.evaluation.localization and config.data is not None:
             data_cls = _resolve_class(config.data.class_path)
-            if "with_ground_truth" in inspect.signature(data_cls.__init__).parameters:
+            params = inspect.signature(data_cls.__init__).parameters
+            # keep an explicit choice ("parts", "box" on CUB); only switch ground truth on
+            if "with_ground_truth" in params and not config.data.init_args.get("with_ground_truth"):
                 config.data.init_args.with_ground_truth = True
 
 

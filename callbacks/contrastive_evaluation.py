@@ -20,6 +20,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from torch import nn
 
+from callbacks.exemplars import ExemplarBuffer, exemplar_caption, exemplar_figure_png
 from callbacks.figures import heatmap_grid_png
 from callbacks.report import (
     atomic_write_bytes,
@@ -30,7 +31,7 @@ from callbacks.report import (
     write_results_json,
 )
 from explainers import explain
-from metrics import GradientSignPerturbation, PartLocalization, PerturbationScore
+from metrics import GradientSignPerturbation, PartLocalization, PerturbationScore, SampleCount
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -105,6 +106,8 @@ class ContrastiveEvaluation(Callback):
         self.metrics = nn.ModuleDict()
         self.results: dict[str, float] = {}
         self._figures: list[dict[str, Any]] = []
+        self._exemplars: ExemplarBuffer | None = None
+        self._part_attributes: torch.Tensor | None = None
         self._loc_used = False
         self._device = torch.device("cpu")
 
@@ -116,7 +119,7 @@ class ContrastiveEvaluation(Callback):
         return mean, std
 
     def _build_metrics(self, trainer: Trainer) -> nn.ModuleDict:
-        metrics = nn.ModuleDict()
+        metrics = nn.ModuleDict({"seen": SampleCount()})
         for i in range(len(self.methods)):
             metrics[f"ps_{i}"] = PerturbationScore(
                 contrasts=self.contrasts,
@@ -156,6 +159,11 @@ class ContrastiveEvaluation(Callback):
         self.metrics = self._build_metrics(trainer).to(self._device)
         self.results = {}
         self._figures = []
+        self._exemplars = None
+        self._part_attributes = None
+        if trainer.is_global_zero and self.num_figures > 0:
+            self._exemplars = ExemplarBuffer(self.num_figures, self.threshold,
+                                             *self._data_stats(trainer))
         self._loc_used = False
 
     # -------------------------------------------------------------------------------- per batch
@@ -178,36 +186,42 @@ class ContrastiveEvaluation(Callback):
         if trainer.is_global_zero and self.num_figures > 0:
             keep = min(self.num_figures - sum(f["n"] for f in self._figures), x.shape[0])
         fig_maps: dict[str, dict[str, torch.Tensor]] = {}
+        all_maps: dict[str, dict[str, torch.Tensor]] = {}
         targets = None
+        self.metrics["seen"].update(labels)
         for i, method in enumerate(self.methods):
             res = explain(
                 net, x, method=method, layer=layer, topk=self.topk,
                 contrasts=self.contrasts, reshape=reshape,
             )
+            all_maps[method] = res.maps
             self.metrics[f"ps_{i}"].update(net, x, res.maps, res.targets, res.logits)
             if self.localization and part_masks is not None:
-                dm = trainer.datamodule
+                if self._part_attributes is None:  # one host-to-device copy per run
+                    self._part_attributes = trainer.datamodule.part_attributes.to(x.device)
                 self.metrics[f"loc_{i}"].update(
-                    res.maps, res.targets, res.logits, part_masks,
-                    dm.part_attributes.to(x.device),
+                    res.maps, res.targets, res.logits, part_masks, self._part_attributes,
                 )
                 self._loc_used = True
             if keep > 0:
                 fig_maps[method] = {c: m[:keep].detach().cpu() for c, m in res.maps.items()}
                 targets = res.targets[:keep].detach().cpu()
+                probs = res.probs.gather(1, res.targets)[:keep].detach().cpu()
         if self.gradient_sign:
             with torch.enable_grad():
                 self.metrics["gsp"].update(net, x, labels)
         if keep > 0:
             self._figures.append(
                 {"n": keep, "images": x[:keep].detach().cpu(), "maps": fig_maps,
-                 "targets": targets}
+                 "targets": targets, "labels": labels[:keep].detach().cpu(), "probs": probs}
             )
+        if self._exemplars is not None:
+            self._exemplars.update(x, labels, res.targets, res.probs, all_maps)
 
     # ------------------------------------------------------------------------------- epoch end
     def compute_results(self) -> dict[str, float]:
         """Compute every metric (synchronised across ranks) into the flat ``eval/...`` dict."""
-        values: dict[str, torch.Tensor] = {}
+        values: dict[str, torch.Tensor] = {"eval/num_samples": self.metrics["seen"].compute()}
         for i, method in enumerate(self.methods):
             values.update(prefix_keys(self.metrics[f"ps_{i}"].compute(), method))
             if self._loc_used_any():
@@ -245,22 +259,41 @@ class ContrastiveEvaluation(Callback):
         self._write_outputs(trainer, pl_module, figures)
 
     def _render_figures(self, trainer: Trainer) -> dict[str, bytes]:
-        if not self._figures:
-            return {}
+        """``{"<kind>_<method>": png}``: written as ``figures/<kind>_<method>.png``, logged to
+        W&B as ``eval/<kind>/<method>``; kinds ``heatmaps`` and ``exemplars``."""
         mean, std = self._data_stats(trainer)
-        names = getattr(getattr(trainer, "datamodule", None), "class_names", None)
-        images = torch.cat([f["images"] for f in self._figures])
-        targets = torch.cat([f["targets"] for f in self._figures])
-        out = {}
-        for method in self.methods:
+        dm = getattr(trainer, "datamodule", None)
+        names = getattr(dm, "class_names", None)
+        out: dict[str, bytes] = {}
+        cat = {k: torch.cat([f[k] for f in self._figures])
+               for k in ("images", "targets", "labels", "probs")} if self._figures else {}
+        for method in self.methods if self._figures else ():
             maps = {
                 c: torch.cat([f["maps"][method][c] for f in self._figures])
                 for c in self._figures[0]["maps"][method]
             }
-            out[method] = heatmap_grid_png(
-                images, maps, targets, mean, std, class_names=names, title=method
+            out[f"heatmaps_{method}"] = heatmap_grid_png(
+                cat["images"], maps, cat["targets"], mean, std, class_names=names,
+                title=f"{method}: original (ori) and weighted (wtd) maps of the top-2 classes",
+                labels=cat["labels"], probs=cat["probs"],
             )
+        out.update(self._render_exemplars(trainer, dm, names))
         return out
+
+    def _render_exemplars(self, trainer: Trainer, dm: Any, names: Any) -> dict[str, bytes]:
+        data = self._exemplars.collected() if self._exemplars is not None else None
+        if data is None:
+            return {}
+        parts = getattr(dm, "part_names", None) if self._loc_used else None
+        attrs = getattr(dm, "part_attributes", None) if self._loc_used else None
+        caption = exemplar_caption(self.num_figures, self.threshold, trainer.world_size)
+        return {
+            f"exemplars_{method}": exemplar_figure_png(
+                data, method, names, caption, parts, attrs,
+                title=f"{method}: maps of t1 and t2, and correctly classified exemplars",
+            )
+            for method in self.methods
+        }
 
     def _log_wandb(self, trainer: Trainer, figures: dict[str, bytes]) -> None:
         from PIL import Image
@@ -271,9 +304,10 @@ class ContrastiveEvaluation(Callback):
             for masking in found_axes(self.results)["masking"]:
                 header, rows = paper_table_rows(self.results, masking)
                 logger.log_table(key=f"eval/table/{masking}", columns=header, data=rows)
-            for method, png in figures.items():
+            for name, png in figures.items():
+                kind, _, method = name.partition("_")
                 logger.log_image(
-                    key=f"eval/heatmaps/{method}", images=[Image.open(io.BytesIO(png))]
+                    key=f"eval/{kind}/{method}", images=[Image.open(io.BytesIO(png))]
                 )
 
     def resolve_output_dir(self, trainer: Trainer) -> Path:
@@ -290,9 +324,10 @@ class ContrastiveEvaluation(Callback):
         hp = dict(getattr(pl_module, "hparams", {}))
         dm = getattr(trainer, "datamodule", None)
         info = {
-            "model": f"{type(pl_module.net).__name__} {hp}",
+            "model": {"network": type(pl_module.net).__name__, **hp},
             "data": type(dm).__name__ if dm is not None else "—",
             "data hyperparameters": dict(getattr(dm, "hparams", {})) if dm is not None else {},
+            "ground-truth parts": getattr(dm, "part_names", "—") if self._loc_used else "—",
             "methods": list(self.methods),
             "evaluation": {
                 "topk": self.topk, "threshold": self.threshold, "max_batch": self.max_batch,
@@ -303,5 +338,5 @@ class ContrastiveEvaluation(Callback):
             "processes": trainer.world_size,
         }
         atomic_write_text(out / "report.md", render_report(self.results, info))
-        for method, png in figures.items():
-            atomic_write_bytes(out / "figures" / f"heatmaps_{method}.png", png)
+        for name, png in figures.items():
+            atomic_write_bytes(out / "figures" / f"{name}.png", png)

@@ -3,5 +3,6 @@
 from metrics.gradient_sign import GradientSignPerturbation
 from metrics.part_localization import PartLocalization
 from metrics.perturbation_score import PerturbationScore
+from metrics.sample_count import SampleCount
 
-__all__ = ["GradientSignPerturbation", "PartLocalization", "PerturbationScore"]
+__all__ = ["GradientSignPerturbation", "PartLocalization", "PerturbationScore", "SampleCount"]

@@ -1,4 +1,4 @@
-"""PartLocalization: share of a map's positive mass inside the ground-truth parts."""
+"""PartLocalization: where the positive evidence of a map lies on ground-truth parts."""
 
 from __future__ import annotations
 
@@ -8,8 +8,17 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from metrics.functional.localization import mass_share, pair_regions, pointing_hits
 from metrics.functional.perturbation import upsample_maps
 from metrics.perturbation_score import CONTRASTS, RANKS, _check
+
+# state name -> key prefix of compute(); all are per-sample sums of [2 ranks, M contrasts]
+_SUMS = {
+    "differ_sum": "differ_share",
+    "shared_sum": "shared_share",
+    "point_differ_sum": "pointing_differ",
+    "point_shared_sum": "pointing_shared",
+}
 
 
 class PartLocalization(Metric):
@@ -17,11 +26,18 @@ class PartLocalization(Metric):
 
     For rank i with target t and the other top class s (t1 <-> t2): the differ region is the union
     of the parts whose attribute differs between t and s, the shared region the union of the parts
-    whose attribute is equal. differ_share = positive mass (map.clamp(min=0), upsampled bilinearly
-    with align_corners=True to the mask size) inside the differ region / total positive mass;
-    shared_share likewise. A contrastive map should have a higher differ_share than the original.
-    Samples with clean p_t2 <= ``threshold`` are skipped (None = all); a map with no positive mass
-    is left out of its (rank, contrast) mean. ``count/<t>`` is the number of selected samples.
+    whose attribute is equal. Each map is clamped at 0 and upsampled bilinearly
+    (align_corners=True) to the mask size.
+
+    - ``differ_share`` / ``shared_share``: positive mass inside the differ / shared region over
+      the map's total positive mass (the rest lies outside the annotated parts).
+    - ``pointing_differ`` / ``pointing_shared``: the pointing game, the share of samples whose
+      map maximum lies in the differ / shared region.
+
+    A class-contrastive map should raise the differ and lower the shared numbers. Samples with
+    clean p_t2 <= ``threshold`` are skipped (None = all); a map with no positive mass is left out
+    of its (rank, contrast) means. ``count/<t>`` is the number of selected samples. States are
+    per-sample sums (``dist_reduce_fx="sum"``), so DDP gives the numbers of one process.
     """
 
     is_differentiable = False
@@ -30,6 +46,8 @@ class PartLocalization(Metric):
 
     differ_sum: Tensor
     shared_sum: Tensor
+    point_differ_sum: Tensor
+    point_shared_sum: Tensor
     valid: Tensor
     count: Tensor
 
@@ -45,7 +63,7 @@ class PartLocalization(Metric):
             raise ValueError(f"threshold={threshold}: use a probability in [0, 1) or None for all")
         self.threshold = threshold
         shape = (2, len(self.contrasts))
-        for name in ("differ_sum", "shared_sum", "valid"):
+        for name in (*_SUMS, "valid"):
             self.add_state(name, torch.zeros(shape, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros(2, dtype=torch.float64), dist_reduce_fx="sum")
 
@@ -78,30 +96,31 @@ class PartLocalization(Metric):
             selected = p2 > self.threshold
         else:
             selected = torch.ones(targets.shape[0], dtype=torch.bool, device=targets.device)
-        attr = part_attributes.to(targets.device)
-        # rank 0 contrasts t1 with t2, rank 1 t2 with t1
-        differ = attr[targets] != attr[targets.flip(1)]  # [B, 2, P]
-        masks = part_masks.bool()[:, None]  # [B, 1, P, H, W]
-        differ_region = (masks & differ[..., None, None]).any(2)  # [B, 2, H, W]
-        shared_region = (masks & ~differ[..., None, None]).any(2)
+        differ, shared = pair_regions(part_masks, part_attributes, targets)
         total = up.sum(dim=(-2, -1))  # [B, 2, M]
-        d = (up * differ_region[:, :, None]).sum(dim=(-2, -1))
-        s = (up * shared_region[:, :, None]).sum(dim=(-2, -1))
         ok = (total > 0) & selected[:, None, None]
         safe = torch.where(ok, total, torch.ones_like(total))
-        self.differ_sum += torch.where(ok, d / safe, 0.0).sum(0).double()
-        self.shared_sum += torch.where(ok, s / safe, 0.0).sum(0).double()
+        values = {
+            "differ_sum": mass_share(up, differ, safe),
+            "shared_sum": mass_share(up, shared, safe),
+            "point_differ_sum": pointing_hits(up, differ),
+            "point_shared_sum": pointing_hits(up, shared),
+        }
+        for name, v in values.items():
+            state = getattr(self, name)
+            state += torch.where(ok, v.to(state.dtype), 0.0).sum(0)
         self.valid += ok.sum(0).double()
         self.count += selected.sum().double()
 
     def compute(self) -> dict[str, Tensor]:
-        """"differ_share/<t>/<contrast>", "shared_share/<t>/<contrast>", "count/<t>"."""
+        """"<differ|shared>_share/<t>/<contrast>", "pointing_<differ|shared>/<t>/<contrast>",
+        "count/<t>"."""
         out: dict[str, Tensor] = {}
-        differ = (self.differ_sum / self.valid).float()
-        shared = (self.shared_sum / self.valid).float()
+        for name, key in _SUMS.items():
+            mean = (getattr(self, name) / self.valid).float()
+            for ri, r in enumerate(RANKS):
+                for ci, c in enumerate(self.contrasts):
+                    out[f"{key}/{r}/{c}"] = mean[ri, ci]
         for ri, r in enumerate(RANKS):
-            for ci, c in enumerate(self.contrasts):
-                out[f"differ_share/{r}/{c}"] = differ[ri, ci]
-                out[f"shared_share/{r}/{c}"] = shared[ri, ci]
             out[f"count/{r}"] = self.count[ri].float()
         return out

@@ -23,11 +23,63 @@ def write_jpeg(path: Path, seed: int, size: tuple[int, int] = (24, 16)) -> None:
     Image.fromarray(arr).save(path, format="JPEG")
 
 
-def make_cub(root: Path, num_classes: int = 3, per_class: int = 4) -> dict:
-    """``root/CUB_200_2011`` with every other image of a class in train (is_train 1)."""
+CUB_PARTS = ["back", "beak", "belly", "breast", "crown", "forehead", "left eye", "left leg",
+             "left wing", "nape", "right eye", "right leg", "right wing", "tail", "throat"]
+# 3 values per group, real group names; value names in CUB's style
+CUB_GROUPS = ["bill_shape", "wing_color", "upperparts_color", "underparts_color",
+              "breast_pattern", "back_color", "tail_shape", "upper_tail_color", "head_pattern",
+              "breast_color", "throat_color", "eye_color", "bill_length", "forehead_color",
+              "under_tail_color", "nape_color", "belly_color", "wing_shape", "size", "shape",
+              "back_pattern", "tail_pattern", "belly_pattern", "primary_color", "leg_color",
+              "bill_color", "crown_color", "wing_pattern"]
+# class -> {group: dominant value index}; every other group has value 0 dominant
+CUB_DOMINANT = {1: {"wing_color": 1, "bill_shape": 2, "size": 1},
+                2: {"crown_color": 1, "head_pattern": 1, "underparts_color": 2, "shape": 2}}
+# the merged parts in which two classes differ, as the rules of datamodules/cub_parts.py give them
+CUB_DIFFER = {(0, 1): {"wing", "beak"},
+              (0, 2): {"crown", "forehead", "nape", "eye", "breast", "belly"},
+              (1, 2): {"wing", "beak", "crown", "forehead", "nape", "eye", "breast", "belly"}}
+
+
+def _cub_values(group: str) -> list[str]:
+    if group.endswith("color"):
+        return ["blue", "brown", "iridescent"]
+    if group.endswith("pattern"):
+        return ["solid", "spotted", "striped"]
+    if group == "size":
+        return ["large_(16_-_32_in)", "small_(5_-_9_in)", "very_small_(3_-_5_in)"]
+    return ["curved_(up_or_down)", "dagger", "hooked"]
+
+
+def cub_keypoints(image_id: int) -> list[tuple[float, float, int]]:
+    """The 15 keypoints (x, y, visible) the miniature writes for an image (32 x 16 pixels).
+
+    On a 5 x 3 grid (x = 4, 10, ..., 28; y = 3, 8, 13); keypoint k (0-based) is invisible when
+    ``(image_id + k) % 3 == 0``: both eyes / legs / wings are visible when ``image_id % 3 == 1``,
+    only the right ones when it is 0, only the left ones when it is 2. Invisible keypoints are
+    written as 0 0, as the real file does.
+    """
+    out = []
+    for k in range(15):
+        visible = int((image_id + k) % 3 != 0)
+        x, y = 4.0 + 6.0 * (k % 5), 3.0 + 5.0 * (k // 5)
+        out.append((x, y, visible) if visible else (0.0, 0.0, 0))
+    return out
+
+
+def make_cub(root: Path, num_classes: int = 3, per_class: int = 4, parts: bool = True,
+             attributes_inside: bool = False) -> dict:
+    """``root/CUB_200_2011`` with every other image of a class in train (is_train 1).
+
+    With ``parts`` also the part and attribute files in the real formats: ``parts/parts.txt``,
+    ``parts/part_locs.txt`` (``cub_keypoints``), ``attributes.txt`` beside ``CUB_200_2011/``
+    (inside it with ``attributes_inside``) and ``attributes/class_attribute_labels_continuous.txt``
+    (dominant values ``CUB_DOMINANT``, so the differing parts are ``CUB_DIFFER``; group
+    ``tail_pattern`` is a tie, 30 / 30 / 10, in every class).
+    """
     d = root / "CUB_200_2011"
     classes = [f"{c + 1:03d}.Bird_{c}" for c in range(num_classes)]
-    images, labels, split, boxes = [], [], [], []
+    images, labels, split, boxes, locs = [], [], [], [], []
     i = 0
     for c, name in enumerate(classes):
         for k in range(per_class):
@@ -38,14 +90,38 @@ def make_cub(root: Path, num_classes: int = 3, per_class: int = 4) -> dict:
             labels.append(f"{i} {c + 1}")
             split.append(f"{i} {int(k % 2 == 0)}")
             boxes.append(f"{i} 8.0 4.0 16.0 8.0")
-    for fname, lines in [("classes.txt", [f"{c + 1} {n}" for c, n in enumerate(classes)]),
-                         ("images.txt", images), ("image_class_labels.txt", labels),
-                         ("train_test_split.txt", split), ("bounding_boxes.txt", boxes)]:
+            locs += [f"{i} {p + 1} {x:.1f} {y:.1f} {v}"
+                     for p, (x, y, v) in enumerate(cub_keypoints(i))]
+    files = [("classes.txt", [f"{c + 1} {n}" for c, n in enumerate(classes)]),
+             ("images.txt", images), ("image_class_labels.txt", labels),
+             ("train_test_split.txt", split), ("bounding_boxes.txt", boxes)]
+    if parts:
+        attributes = [f"has_{g}::{v}" for g in CUB_GROUPS for v in _cub_values(g)]
+        table = []
+        for c in range(num_classes):
+            row = []
+            for g in CUB_GROUPS:
+                pct = [30.0, 30.0, 10.0] if g == "tail_pattern" else [10.0, 10.0, 10.0]
+                if g != "tail_pattern":
+                    pct[CUB_DOMINANT.get(c, {}).get(g, 0)] = 55.5
+                row += pct
+            table.append(" ".join(f"{v:.6f}" for v in row))
+        attr_lines = [f"{a + 1} {name}" for a, name in enumerate(attributes)]
+        (d / "parts").mkdir(parents=True, exist_ok=True)
+        (d / "attributes").mkdir(parents=True, exist_ok=True)
+        files += [("parts/parts.txt", [f"{p + 1} {n}" for p, n in enumerate(CUB_PARTS)]),
+                  ("parts/part_locs.txt", locs),
+                  ("attributes/class_attribute_labels_continuous.txt", table)]
+        attr_path = d / "attributes.txt" if attributes_inside else root / "attributes.txt"
+        attr_path.write_text("\n".join(attr_lines) + "\n")
+    for fname, lines in files:
         (d / fname).write_text("\n".join(lines) + "\n")
     train_labels = [c for c in range(num_classes) for k in range(per_class) if k % 2 == 0]
     test_labels = [c for c in range(num_classes) for k in range(per_class) if k % 2 == 1]
+    test_ids = [c * per_class + k + 1 for c in range(num_classes) for k in range(per_class)
+                if k % 2 == 1]
     return {"class_names": [n.split(".", 1)[1] for n in classes],
-            "train_labels": train_labels, "test_labels": test_labels}
+            "train_labels": train_labels, "test_labels": test_labels, "test_ids": test_ids}
 
 
 def make_fgvc_aircraft(root: Path, per_split: int = 4) -> dict:

@@ -11,16 +11,23 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from PIL import Image
+from rich.console import Console
 from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks.contrastive_evaluation import ContrastiveEvaluation, prefix_keys
-from callbacks.figures import denormalise, heatmap_grid_png
+from callbacks.figures import CELL_INCH, DPI, denormalise, heatmap_grid_png, map_title
 from callbacks.report import (
     atomic_write_text,
+    console_tables,
+    count_sentences,
     gradient_sign_rows,
     localization_rows,
     paper_table_rows,
+    pointing_rows,
     render_report,
+    rich_paper_tables,
+    settings_lines,
+    table_width,
     write_results_json,
 )
 
@@ -47,9 +54,27 @@ def _results() -> dict[str, float]:
         out[f"eval/differ_share/{method}/t1/weighted"] = 0.4
         out[f"eval/shared_share/{method}/t1/original"] = 0.6
         out[f"eval/shared_share/{method}/t1/weighted"] = 0.3
+        out[f"eval/pointing_differ/{method}/t1/original"] = 0.25
+        out[f"eval/pointing_differ/{method}/t1/weighted"] = 0.5
+        out[f"eval/pointing_shared/{method}/t1/original"] = 0.625
+        out[f"eval/pointing_shared/{method}/t1/weighted"] = 0.125
+        out[f"eval/count/{method}/t1"] = 13.0
+        out[f"eval/count/{method}/t2"] = 13.0
     out["eval/delta_acc/gradient/weighted/n1"] = -0.125
     out["eval/delta_acc/gradient/original/n1"] = 0.25
     out["eval/clean_acc/gradient"] = 0.9
+    out["eval/count/gradient"] = 50.0
+    out["eval/num_samples"] = 50.0
+    return out
+
+
+def _wide_results() -> dict[str, float]:
+    """Every gradient-sign quantity at 3 step counts and 4 contrasts, on top of ``_results``."""
+    out = _results()
+    for q in ("delta_acc", "delta_logit", "delta_prob"):
+        for c in ("original", "mean", "max", "weighted"):
+            for n in (1, 2, 10):
+                out[f"eval/{q}/gradient/{c}/n{n}"] = -12.345
     return out
 
 
@@ -90,17 +115,87 @@ def test_gradient_sign_and_localisation_tables() -> None:
     assert header == ["contrast", "delta_acc/n1"]
     assert dict((r[0], r[1]) for r in rows) == {"weighted": "-0.125", "original": "0.250"}
     header, rows = localization_rows(res)
-    assert header == ["method", "t", "differ original", "differ weighted", "shared original",
-                      "shared weighted"]
+    assert header == ["method", "t", "differ ori", "differ wtd", "shared ori", "shared wtd"]
     assert rows[0] == ["GC", "t1", "0.200", "0.400", "0.600", "0.300"]
+    header, rows = pointing_rows(res)
+    assert header == ["method", "t", "differ ori", "differ wtd", "shared ori", "shared wtd"]
+    assert rows[1] == ["LA", "t1", "0.250", "0.500", "0.625", "0.125"]
+
+
+def _render(table: object, width: int = 120) -> list[str]:
+    console = Console(width=width, file=io.StringIO(), record=True)
+    console.print(table)
+    return console.export_text().splitlines()
+
+
+def test_console_tables_fit_120_columns_and_keep_every_cell() -> None:
+    res = _wide_results()
+    tables = console_tables(res)
+    text = "\n".join(line for t in tables for line in _render(t))
+    assert all(table_width(t) <= 120 for t in tables)
+    assert max(len(line) for line in text.splitlines()) <= 120
+    assert "…" not in text and "Gaus." not in text  # no header or cell cut
+    # the split tables of a masking hold every column of the paper table once, in order
+    header, rows = paper_table_rows(res, "equal")
+    split = [t for t in tables if "equal masking" in str(t.title)]
+    cols = [(c.header.replace("\n", " "), list(c.cells)) for t in split for c in t.columns[3:]]
+    assert cols == [(h, [r[i] for r in rows]) for i, h in enumerate(header) if i >= 3]
+    assert all([c.header for c in t.columns[:3]] == ["method", "t", "p_t"] for t in split)
+    for word in ("GaussBlur", "ChMean", "delta_logit", "part localisation",
+                 "pointing game", "differ", "wtd", "gradient sign"):
+        assert word in text, word
+    paper = rich_paper_tables(res)
+    assert len(paper) == 4  # 2 maskings x 2 tables: 3 baselines of 4 columns do not fit 120
+    assert sorted(str(t.title)[-5:] for t in paper) == ["(1/2)", "(1/2)", "(2/2)", "(2/2)"]
+    # a wide terminal gets one table per masking
+    assert len(rich_paper_tables(res, width=200)) == 2
+
+
+def test_narrow_console_splits_further() -> None:
+    tables = console_tables(_wide_results(), width=80)
+    assert all(table_width(t) <= 80 for t in tables)
+    assert len(tables) > len(console_tables(_wide_results(), width=120))
+
+
+def test_count_sentences() -> None:
+    res = _results()
+    sentences = count_sentences(res, 0.1)
+    assert "50 test images were evaluated." in sentences
+    assert ("13 of 50 test images have p_t2 > 0.1 and enter the perturbation tables."
+            in sentences)
+    assert any(s.startswith("13 of 50 test images have p_t2 > 0.1 and enter the part "
+                            "localisation") for s in sentences)
+    assert any("gradient-sign perturbation uses 50 of 50" in s for s in sentences)
+    assert "13 of 50 test images are counted (no p_t2 threshold) and enter the perturbation " \
+        "tables." in count_sentences(res, None)
+
+
+def test_settings_drop_internal_keys() -> None:
+    info = {"model": {"network": "TinyVGG", "lr": 0.01, "_instantiator": "x.y",
+                      "_class_path": "a.B"}, "methods": ["gradcam", "linear_approx"]}
+    lines = settings_lines(info)
+    assert lines == ["- **model**:", "  - **network**: TinyVGG", "  - **lr**: 0.01",
+                     "- **methods**: gradcam, linear_approx"]
 
 
 def test_report_markdown_holds_every_table(tmp_path: Path) -> None:
-    text = render_report(_results(), {"model": "TinyVGG"})
+    text = render_report(_results(), {"model": {"network": "TinyVGG", "_instantiator": "x"},
+                                      "evaluation": {"threshold": 0.1}})
     assert "## Relative probability r_t, threshold masking" in text
     assert "## Relative probability r_t, equal masking" in text
-    assert "Gradient-sign" in text and "localisation" in text
-    assert "**eval/count/gradcam**: 13" in text and "`TinyVGG`" in text
+    assert "Gradient-sign" in text and "## Part localisation" in text
+    assert "## Pointing game" in text and "| GC | t1 | 0.250 | 0.500 | 0.625 | 0.125 |" in text
+    assert "13 of 50 test images have p_t2 > 0.1 and enter the perturbation tables." in text
+    assert "- **network**: TinyVGG" in text and "_instantiator" not in text
+    assert "by construction" not in text
+
+
+def test_report_explains_a_structurally_empty_shared_column() -> None:
+    res = {k: (0.0 if "/shared_share/" in k or "/pointing_shared/" in k else v)
+           for k, v in _results().items()}
+    text = render_report(res)
+    assert text.count("shared is 0 in every row by construction") == 2  # both tables
+    assert "with_ground_truth='box'" in text
 
 
 def test_atomic_writes_leave_no_temp_files(tmp_path: Path) -> None:
@@ -111,6 +206,9 @@ def test_atomic_writes_leave_no_temp_files(tmp_path: Path) -> None:
     loaded = json.loads((tmp_path / "a" / "results.json").read_text())
     assert list(loaded) == ["eval/a", "eval/b"] and loaded["eval/b"] == 2.0
     assert (tmp_path / "a" / "report.md").read_text() == "y"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a" / "report.md").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_prefix_keys_puts_method_after_quantity() -> None:
@@ -126,10 +224,18 @@ def test_heatmap_grid_png_shape_and_denormalise() -> None:
     normed = (raw - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     torch.testing.assert_close(denormalise(normed, mean, std), raw.permute(0, 2, 3, 1))
     maps = {"original": torch.randn(2, 2, 8, 8), "weighted": torch.randn(2, 2, 8, 8)}
-    png = heatmap_grid_png(normed, maps, torch.tensor([[0, 1], [2, 3]]), mean, std, title="gc")
+    png = heatmap_grid_png(normed, maps, torch.tensor([[0, 1], [2, 3]]), mean, std, title="gc",
+                           labels=torch.tensor([1, 3]), probs=torch.tensor([[0.6, 0.3]] * 2))
     img = Image.open(io.BytesIO(png))
-    # 5 columns (image + 2 targets x 2 contrasts) by 2 rows of 1.8 inch cells at 80 dpi
-    assert img.size == (round(5 * 1.8 * 80), round(2 * 1.8 * 80))
+    # 5 columns (image + 2 targets x 2 contrasts) and a colour bar, by 2 rows and a title
+    assert img.size == (round((5 * CELL_INCH + 0.9) * DPI), round((2 * CELL_INCH + 0.5) * DPI))
+
+
+def test_map_titles_name_class_probability_and_truth() -> None:
+    assert map_title(0, "weighted", "Laysan Albatross", 0.7704, True) == \
+        "t1 wtd: Laysan Albatross\np_t 0.770 (true)"
+    assert map_title(1, "original", "Sooty Albatross", 0.2) == "t2 ori: Sooty Albatross\np_t 0.200"
+    assert map_title(1, "max", "x") == "t2 max: x"
 
 
 class _Classifier(pl.LightningModule):

@@ -35,7 +35,7 @@ def _all_labels(ds: torch.utils.data.Dataset) -> list[int]:
 
 def test_cub_official_split_names_and_boxes(tmp_path: Path) -> None:
     exp = make_cub(tmp_path, num_classes=3, per_class=4)
-    dm = CUB200DataModule(root=tmp_path, with_ground_truth=True, **ARGS)
+    dm = CUB200DataModule(root=tmp_path, with_ground_truth="box", **ARGS)
     assert dm.num_classes == 3 and dm.class_names == exp["class_names"]  # before setup
     assert dm.part_names == ["bird"]
     assert torch.equal(dm.part_attributes, torch.arange(3)[:, None])

@@ -47,7 +47,7 @@ EVAL = {
 
 
 def _expected_keys(with_loc: bool) -> set[str]:
-    keys = {f"eval/count/{m}" for m in EVAL["methods"]}
+    keys = {f"eval/count/{m}" for m in EVAL["methods"]} | {"eval/num_samples"}
     for m in EVAL["methods"]:
         for t in ("t1", "t2"):
             keys |= {f"eval/clean_relprob/{m}/{t}", f"eval/clean_prob/{m}/{t}"}
@@ -60,7 +60,8 @@ def _expected_keys(with_loc: bool) -> set[str]:
             if with_loc:
                 keys.add(f"eval/count/{m}/{t}")
                 for c in ("original", "weighted"):
-                    keys |= {f"eval/differ_share/{m}/{t}/{c}", f"eval/shared_share/{m}/{t}/{c}"}
+                    keys |= {f"eval/{q}/{m}/{t}/{c}" for q in (
+                        "differ_share", "shared_share", "pointing_differ", "pointing_shared")}
     for q in ("delta_acc", "delta_logit", "delta_prob"):
         for c in ("original", "mean", "max", "weighted"):
             keys |= {f"eval/{q}/gradient/{c}/n{s}" for s in EVAL["steps"]}
@@ -106,8 +107,10 @@ def test_results_json_keys_csv_log_report_and_figures(deps: None, tmp_path: Path
     assert logged == pytest.approx(results, rel=1e-6)
     report = (tmp_path / "run" / "report.md").read_text()
     assert "GaussBlur Pos ori" in report and "localisation" in report
+    assert on_disk["eval/num_samples"] == NUM_TEST
     assert sorted(os.listdir(tmp_path / "run" / "figures")) == [
-        "heatmaps_gradcam.png", "heatmaps_linear_approx.png"
+        "exemplars_gradcam.png", "exemplars_linear_approx.png",
+        "heatmaps_gradcam.png", "heatmaps_linear_approx.png",
     ]
 
 
@@ -180,7 +183,7 @@ def test_wandb_offline_run_holds_the_logged_values(
         assert logged[key] == pytest.approx(value, rel=1e-6), key
     assert logged["eval/table/equal/_type"] == "table-file"
     assert logged["eval/table/equal/nrows"] == 4  # 2 methods x (t1, t2)
-    assert "eval/heatmaps/gradcam/_type" in logged
+    assert "eval/heatmaps/gradcam/_type" in logged and "eval/exemplars/gradcam/_type" in logged
     assert list((run_dir / "files" / "media" / "table").rglob("*.table.json"))
 
 

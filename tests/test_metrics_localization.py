@@ -1,4 +1,5 @@
-"""PartLocalization against a plain per-image reference, hand-made masks and state merging."""
+"""PartLocalization (shares and pointing game) against a plain per-sample reference, hand-made
+masks and state merging."""
 
 from __future__ import annotations
 
@@ -39,6 +40,10 @@ def _reference(maps, targets, logits, masks, attrs, threshold):
                     m[differ].sum() / m.sum())
                 sums["shared_share/" + key] = sums.get("shared_share/" + key, 0.0) + float(
                     m[shared].sum() / m.sum())
+                top = int(torch.argmax(m))  # first maximal pixel, row-major
+                row, col = divmod(top, m.shape[1])
+                for name, region in (("pointing_differ/", differ), ("pointing_shared/", shared)):
+                    sums[name + key] = sums.get(name + key, 0.0) + float(region[row, col])
                 counts[key] = counts.get(key, 0) + 1
     out = {k: v / counts[k.split("/", 1)[1]] for k, v in sums.items()}
     out["count/t1"] = out["count/t2"] = float(n_sel)
@@ -84,6 +89,33 @@ def test_hand_made_masks():
     assert got["differ_share/t1/original"].item() == pytest.approx(0.25)
     assert got["shared_share/t1/original"].item() == pytest.approx(0.75)
     assert got["differ_share/t2/weighted"].item() == pytest.approx(1.0)
+    # the original maps peak on part 0 (shared), the weighted ones on part 1 (differs)
+    assert got["pointing_shared/t1/original"].item() == 1.0
+    assert got["pointing_differ/t1/original"].item() == 0.0
+    assert got["pointing_differ/t2/weighted"].item() == 1.0
+    assert got["pointing_shared/t2/weighted"].item() == 0.0
+
+
+def test_pointing_game_off_the_parts_and_ties() -> None:
+    """A maximum outside every part hits neither region; a tie goes to the first pixel."""
+    maps = {c: torch.zeros(2, 2, 2, 2) for c in CONTRASTS}
+    maps["original"][0, :, 1, 0] = 5.0  # sample 0: peak on the background pixel (1, 0)
+    maps["original"][0, :, 0, 0] = 1.0
+    maps["original"][1, :, 0, 1] = 2.0  # sample 1: a tie between (0, 1) and (1, 1)
+    maps["original"][1, :, 1, 1] = 2.0
+    maps["weighted"] = maps["original"].clone()
+    masks = torch.zeros(2, 2, 2, 2, dtype=torch.bool)
+    masks[:, 0, 0, 0] = True  # part 0 (shared)
+    masks[:, 1, 0, 1] = True  # part 1 (differs): first of the tied pixels
+    masks[:, 1, 1, 1] = False
+    attrs = torch.tensor([[0, 0], [0, 1]])
+    metric = PartLocalization(contrasts=CONTRASTS, threshold=None)
+    metric.update(maps, torch.tensor([[0, 1], [1, 0]]), torch.zeros(2, 2), masks, attrs)
+    got = metric.compute()
+    assert got["pointing_differ/t1/original"].item() == pytest.approx(0.5)  # sample 1 only
+    assert got["pointing_shared/t1/original"].item() == 0.0
+    assert got["differ_share/t1/original"].item() == pytest.approx((0.0 + 0.5) / 2)
+    assert got["shared_share/t1/original"].item() == pytest.approx((1 / 6 + 0.0) / 2)
 
 
 def test_merge_equals_one_instance():
