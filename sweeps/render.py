@@ -20,9 +20,9 @@ INTRO = (
     "the mean over the test samples whose second probability exceeds the threshold (n of them; "
     "0.1 in the paper); p_t: the same ratio on the clean image. Pos: the map's positive region "
     "kept, the rest replaced (higher is better); Neg: its negative region kept (lower is "
-    "better). **Bold**: the better of ori / wtd in that direction. Rows `ours` are the runs "
-    "listed under Runs; the other rows are published numbers, tagged with their source "
-    "(`sweeps/paper_numbers.json`)."
+    "better). **Bold**: the better of ori / wtd in that direction, compared on the unrounded "
+    "values. Rows `ours` are the runs listed under Runs; the other rows are published numbers, "
+    "tagged with their source (`sweeps/paper_numbers.json`)."
 )
 
 

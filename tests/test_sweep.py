@@ -349,3 +349,31 @@ def test_slurm_and_shell_scripts_hold_the_sweeps_commands_and_skip_finished_work
                              text=True, env={k: v for k, v in os.environ.items()
                                              if k != "SLURM_ARRAY_TASK_ID"})
     assert outside.returncode == 2 and "submit this script with sbatch" in outside.stderr
+
+
+@pytest.mark.slow
+def test_ddp_overrides_pass_through_and_give_the_numbers_of_one_process(swept: dict,
+                                                                       tmp_path: Path) -> None:
+    """The synthetic experiment's checkpoint evaluated again by the sweep with 2 gloo processes
+    (--trainer.devices 2 --trainer.strategy ddp): the same numbers as the 1-process run."""
+    import shutil
+
+    one = swept["out"] / "synthetic_tiny"
+    out = tmp_path / "out"
+    shutil.copytree(one / "checkpoints", out / "synthetic_tiny" / "checkpoints")
+    i = TINY.index("--trainer.devices")
+    tiny = TINY[:i] + TINY[i + 2:]
+    argv = ["--out", str(out), "--name", "t", "--experiments", str(swept["synthetic"]), *tiny,
+            "--trainer.max_epochs", "2", "--stages", "evaluate", "--trainer.devices", "2",
+            "--trainer.strategy", "ddp"]
+    proc = subprocess.run([sys.executable, str(ROOT / "sweep.py"), *argv],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = (out / "sweeps" / "t" / "logs" / "synthetic_tiny.evaluate.log").read_text()
+    assert "--trainer.devices 2 --trainer.strategy ddp" in log
+    r1 = json.loads((one / "evaluate" / "sweep" / "results.json").read_text())
+    r2 = json.loads((out / "synthetic_tiny" / "evaluate" / "sweep" / "results.json").read_text())
+    assert set(r1) == set(r2) and r2["eval/count/gradcam"] == 6
+    for key, value in r1.items():
+        assert r2[key] == pytest.approx(value, abs=1e-6), key
