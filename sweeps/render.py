@@ -106,7 +106,7 @@ def _run_lines(collection: Collection) -> list[str]:
     return [markdown_table(header, rows)] if rows else ["(none)"]
 
 
-def _left_out_label(item: Run | Unreadable) -> str:
+def left_out_label(item: Run | Unreadable) -> str:
     return item.label if isinstance(item, Run) else f"`{item.path}`"
 
 
@@ -144,7 +144,7 @@ def render_markdown(tables: Sequence[PaperTable], collection: Collection,
         out += ["Flags:", "", *(f"- {r.label}: {p}" for r, p in flagged), ""]
     if collection.left_out:
         out += ["## Reported, not in the tables", ""]
-        out += [f"- {_left_out_label(item)}: {why}" for item, why in collection.left_out]
+        out += [f"- {left_out_label(item)}: {why}" for item, why in collection.left_out]
         out.append("")
     return "\n".join(out)
 

@@ -10,7 +10,14 @@ from rich.console import Console
 
 from callbacks.report import atomic_write_text
 from sweeps.paper import load_paper_numbers
-from sweeps.render import agreement_text, csv_rows, render_csv, render_latex, render_markdown
+from sweeps.render import (
+    agreement_text,
+    csv_rows,
+    left_out_label,
+    render_csv,
+    render_latex,
+    render_markdown,
+)
 from sweeps.runs import Collection, collect
 from sweeps.tables import PaperTable, build_tables
 
@@ -58,8 +65,8 @@ def print_report(report: Report, console: Console) -> None:
         for line in table.incomplete:
             console.print(f"  [yellow]missing keys[/] {line}", soft_wrap=True)
     for item, why in report.collection.left_out:
-        where = getattr(item, "label", None) or str(getattr(item, "path", item))
-        console.print(f"[yellow]not in the tables[/]: {where}: {why}", soft_wrap=True)
+        console.print(f"[yellow]not in the tables[/]: {left_out_label(item)}: {why}",
+                      soft_wrap=True)
     for run in runs:
         for problem in run.problems:
             console.print(f"[yellow]flag[/]: {run.label}: {problem}", soft_wrap=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from sweeps.plan import Step, last_checkpoint, results_path, subprocess_env
+from sweeps.plan import Step, fit_state, last_checkpoint, results_path, subprocess_env
 
 STATUS_STYLE = {"done": "green", "skipped": "cyan", "failed": "bold red", "blocked": "yellow",
                 "interrupted": "bold red", "planned": "white"}
@@ -122,6 +122,14 @@ def _attempt(step: Step, head: str, left: int, *, progress: ProgressRecord, cons
     if step.stage == "evaluate" and not last_checkpoint(step.root).is_file():
         return Outcome(step, "failed", f"no checkpoint {last_checkpoint(step.root)} to "
                                        "evaluate; run the fit stage first")
+    if step.stage == "evaluate":
+        try:
+            fit_done, fit_why = fit_state(step.root, step.experiment.max_epochs,
+                                          step.experiment.max_steps)
+        except Exception:  # unreadable: evaluate.py's own error will say why, in the log
+            fit_done, fit_why = True, ""
+        if not fit_done:  # e.g. --stages evaluate on a fit that was stopped: say so
+            why += f"; NOTE the checkpoint is of an unfinished fit ({fit_why.split(':')[0]})"
     console.print(f"{head}: running ({why}); log {step.log}; "
                   f"{left} step{'s' * (left != 1)} after this one", soft_wrap=True)
     progress.write(step, "started", why, command=command)

@@ -168,6 +168,20 @@ def test_runner_logs_each_process_records_progress_and_stops_on_failure(
     # c runs
     outcomes = run_steps(steps, progress=progress, console=console)
     assert [o.status for o in outcomes] == ["skipped", "failed", "blocked", "done"]
+    # evaluating the checkpoint of a fit that stopped early runs, and says so
+    import torch
+
+    d = tmp_path / "d"
+    (d / "checkpoints").mkdir(parents=True)
+    torch.save({"epoch": 0, "global_step": 5, "loops": {"fit_loop": {"epoch_progress": {
+        "current": {"processed": 1}}}}}, d / "checkpoints" / "last.ckpt")
+    exp = _step_experiment("d")
+    exp = Experiment(exp.name, exp.config, exp.dataset, exp.backbone, exp.backbone, 3, -1)
+    step = Step(exp, "evaluate", d, ["-c", ok, str(results_path(d))], tmp_path / "d.log",
+                {"WANDB_JOB_TYPE": "evaluate", "WANDB_RUN_GROUP": "g", "WANDB_TAGS": "x"})
+    assert [o.status for o in run_steps([step], progress=progress, console=console)] == ["done"]
+    assert "NOTE the checkpoint is of an unfinished fit (interrupted at epoch 1/3, step 5)" \
+        in " ".join(capsys.readouterr().out.split())
     # a checkpoint newer than the results makes the evaluation stale: it runs again
     os.utime(steps[0].root / "checkpoints" / "last.ckpt",
              (results_path(steps[0].root).stat().st_mtime + 10,) * 2)
