@@ -256,8 +256,9 @@ def _datamodule_kwargs(cls: type, config: Path, root: Path) -> dict[str, Any]:
 def check_data_roots(experiments: Sequence[Experiment], data_root: Path | None) -> None:
     """Fail before any work when a dataset folder is missing or incomplete under ``data_root``.
 
-    Looks for each dataset's usual folder, then lets its datamodule read the class list (its
-    own check names the files it expects and where to get them). All problems in one error.
+    Looks for each dataset's usual folder, then lets its datamodule read its metadata
+    (``setup()``: class list and splits, no images; its own checks name the files it expects
+    and where to get them). All problems in one error.
     """
     needing = [e for e in experiments if e.dataset.folder is not None]
     if not needing:
@@ -280,8 +281,8 @@ def check_data_roots(experiments: Sequence[Experiment], data_root: Path | None) 
             continue
         cls = _datamodule_class(e.dataset.class_name)
         try:
-            cls(**_datamodule_kwargs(cls, e.config, data_root)).class_names  # noqa: B018
-        except (FileNotFoundError, ValueError, OSError) as err:
+            cls(**_datamodule_kwargs(cls, e.config, data_root)).setup()
+        except Exception as err:  # whatever the datamodule raises on its metadata
             problems.append(f"- {e.dataset.name} ({users}): {err}")
     if problems:
         raise FileNotFoundError(
