@@ -1,0 +1,220 @@
+"""The paper's tables over many runs: one per backbone and masking, ours beside the published.
+
+Layout of the paper's appendix tables (SPEC §2.6): rows dataset x method x {t1, t2}; columns
+p_t, then GaussBlur / Zeros / ChMean x Pos / Neg x ori / wtd. Below each of our rows, the
+published rows for the same cell (App. Table 2, App. Table 3, the reproduction) where
+``paper_numbers.json`` has them. In Pos columns higher is better, in Neg columns lower.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from callbacks.report import found_axes
+from sweeps.experiments import BACKBONE_TITLES, DATASETS
+from sweeps.paper import BASELINES, MODES, PaperNumbers, Source
+from sweeps.runs import Run
+
+PAIRS: tuple[tuple[str, str], ...] = tuple((b, m) for b in BASELINES for m in MODES)
+METHOD_ORDER = ("linear_approx", "gradcam", "xgradcam")  # the paper's row order (LA, GC, XC)
+MASKING_ORDER = (("vgg16_bn", "threshold"), ("alexnet", "threshold"), ("vgg16_bn", "equal"),
+                 ("alexnet", "equal"))  # the paper's Table 1, App. Table 2, App. Table 3
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One number: ours or published (``printed`` keeps the published text)."""
+
+    value: float | None
+    printed: str = ""
+    sic: str = ""
+    bold: bool = False
+
+    @property
+    def present(self) -> bool:
+        """A number (not missing, not NaN)."""
+        return self.value is not None and not math.isnan(self.value)
+
+
+@dataclass
+class Row:
+    """One row: dataset x method x t from one source (``"ours"`` or a published tag)."""
+
+    dataset: str
+    method: str
+    t: str
+    source: str  # "ours" or a Source tag
+    count: float | None  # our samples with p_t2 > threshold; None for published rows
+    clean: Cell
+    pairs: list[tuple[Cell, Cell]]  # (ori, wtd) per PAIRS
+
+    def weighted_better(self) -> tuple[int, int]:
+        """(pairs where wtd beats ori in the paper's direction, pairs with both numbers)."""
+        wins = total = 0
+        for (ori, wtd), (_, mode) in zip(self.pairs, PAIRS, strict=True):
+            if ori.present and wtd.present:
+                total += 1
+                wins += better(wtd, ori, mode)
+        return wins, total
+
+
+def better(a: Cell, b: Cell, mode: str) -> bool:
+    """``a`` strictly better than ``b``: higher in Pos columns, lower in Neg columns."""
+    assert a.value is not None and b.value is not None
+    return a.value > b.value if mode == "pos" else a.value < b.value
+
+
+def _bolded(ori: Cell, wtd: Cell, mode: str) -> tuple[Cell, Cell]:
+    if not (ori.present and wtd.present):
+        return ori, wtd
+    return (Cell(ori.value, ori.printed, ori.sic, better(ori, wtd, mode)),
+            Cell(wtd.value, wtd.printed, wtd.sic, better(wtd, ori, mode)))
+
+
+@dataclass
+class SourceAgreement:
+    """How our winners compare with one published source over the cells both have."""
+
+    source: Source
+    pairs: int = 0  # pairs with our two numbers and the source's two
+    published_wtd_better: int = 0
+    same_winner: int = 0
+
+
+@dataclass
+class PaperTable:
+    """One table: a backbone and a masking."""
+
+    backbone: str
+    masking: str
+    rows: list[Row]
+    sources: list[Source]
+    gap: dict[str, str] | None  # the data file's note when the published table is missing
+    runs: list[Run]
+    incomplete: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """``<backbone>/<masking>`` (W&B table name, CSV, LaTeX label)."""
+        return f"{self.backbone}/{self.masking}"
+
+    @property
+    def title(self) -> str:
+        """e.g. ``AlexNet, threshold masking (beside App. Table 2)``."""
+        name = BACKBONE_TITLES.get(self.backbone, self.backbone)
+        beside = ", ".join(s.title for s in self.sources)
+        return f"{name}, {self.masking} masking" + (f" (beside {beside})" if beside else "")
+
+    def ours_weighted_better(self) -> tuple[int, int]:
+        """Over our rows: (pairs where wtd wins in the paper's direction, pairs)."""
+        counts = [r.weighted_better() for r in self.rows if r.source == "ours"]
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+    def agreement(self) -> list[SourceAgreement]:
+        """Per published source, over the cell pairs where ours and it both have numbers."""
+        out = []
+        ours = {(r.dataset, r.method, r.t): r for r in self.rows if r.source == "ours"}
+        for source in self.sources:
+            agg = SourceAgreement(source)
+            for row in (r for r in self.rows if r.source == source.tag):
+                mine = ours[(row.dataset, row.method, row.t)]
+                for (o, w), (po, pw), (_, mode) in zip(mine.pairs, row.pairs, PAIRS,
+                                                       strict=True):
+                    if not (o.present and w.present and po.present and pw.present):
+                        continue
+                    agg.pairs += 1
+                    published = better(pw, po, mode)
+                    agg.published_wtd_better += published
+                    # the same winner: both wtd, or both not-wtd (ori better or a tie)
+                    agg.same_winner += better(w, o, mode) == published
+            out.append(agg)
+        return out
+
+
+def _methods(runs: Sequence[Run]) -> list[str]:
+    found: list[str] = []
+    for run in runs:
+        found += [m for m in found_axes(run.results)["method"] if m not in found]
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return sorted(found, key=lambda m: (rank.get(m, len(rank)), m))
+
+
+def expected_keys(methods: Sequence[str], masking: str) -> list[str]:
+    """The results.json keys one run needs for its rows of a table."""
+    keys = []
+    for m in methods:
+        keys.append(f"eval/count/{m}")
+        for t in ("t1", "t2"):
+            keys.append(f"eval/clean_relprob/{m}/{t}")
+            keys += [f"eval/relprob/{m}/{t}/{b}/{mode}/{masking}/{c}"
+                     for b, mode in PAIRS for c in ("original", "weighted")]
+    return keys
+
+
+def _our_row(run: Run, method: str, t: str, masking: str) -> Row:
+    r = run.results
+    pairs = []
+    for b, mode in PAIRS:
+        ori, wtd = (Cell(r.get(f"eval/relprob/{method}/{t}/{b}/{mode}/{masking}/{c}"))
+                    for c in ("original", "weighted"))
+        pairs.append(_bolded(ori, wtd, mode))
+    return Row(run.dataset_label, method, t, "ours", r.get(f"eval/count/{method}"),
+               Cell(r.get(f"eval/clean_relprob/{method}/{t}")), pairs)
+
+
+def _published_row(paper: PaperNumbers, source: Source, dataset_key: str, label: str,
+                   method: str, t: str) -> Row | None:
+    def cell(column: str) -> Cell:
+        c = paper.get(source.tag, dataset_key, method, t, column)
+        return Cell(None) if c is None else Cell(c.value, c.printed, c.sic)
+
+    clean = cell("clean")
+    if not clean.present:
+        return None
+    pairs = [_bolded(cell(f"{b}/{mode}/original"), cell(f"{b}/{mode}/weighted"), mode)
+             for b, mode in PAIRS]
+    return Row(label, method, t, source.tag, None, clean, pairs)
+
+
+def build_tables(runs: Sequence[Run], paper: PaperNumbers) -> list[PaperTable]:
+    """The tables for every (backbone, masking) the runs have, in the paper's order."""
+    by_backbone: dict[str, list[Run]] = {}
+    for run in runs:
+        by_backbone.setdefault(run.backbone, []).append(run)
+    order = {d.short: i for i, d in enumerate(DATASETS)}
+    tables: list[PaperTable] = []
+    for backbone, group in by_backbone.items():
+        group.sort(key=lambda r: (order.get(r.dataset_label, len(order)), r.dataset_label))
+        maskings: list[str] = []
+        for run in group:
+            maskings += [m for m in found_axes(run.results)["masking"] if m not in maskings]
+        methods = _methods(group)
+        for masking in maskings:
+            sources = paper.sources_for(backbone, masking)
+            table = PaperTable(backbone, masking, [], sources, paper.gap(backbone, masking),
+                               group)
+            expected = expected_keys(methods, masking)
+            for run in group:
+                missing = [k for k in expected if k not in run.results]
+                if missing:
+                    table.incomplete.append(
+                        f"{run.label}: {len(missing)} of {len(expected)} keys this table needs "
+                        f"are missing, e.g. {missing[0]}; its cells show —")
+                for method in methods:
+                    for t in ("t1", "t2"):
+                        table.rows.append(_our_row(run, method, t, masking))
+                        for source in sources:
+                            key = run.dataset.key if run.dataset else ""
+                            row = _published_row(paper, source, key, run.dataset_label, method,
+                                                 t)
+                            if row is not None:
+                                table.rows.append(row)
+            tables.append(table)
+    rank = {k: i for i, k in enumerate(MASKING_ORDER)}
+    maskings = ("threshold", "equal")
+    tables.sort(key=lambda tb: (rank.get((tb.backbone, tb.masking), len(rank)), tb.backbone,
+                                maskings.index(tb.masking) if tb.masking in maskings else 2,
+                                tb.masking))
+    return tables
