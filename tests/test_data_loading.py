@@ -42,8 +42,11 @@ def test_item_augmentation_depends_on_key_only() -> None:
     torch.rand(100)  # whatever ran in between
     assert torch.equal(ds[(1, 5)][0], a)
     assert not torch.equal(ds[(2, 5)][0], a)  # another epoch, another crop / flip
+    batch = ds.__getitems__([(2, 5), (1, 5)])  # what the DataLoader calls
+    assert torch.equal(batch[1][0], a) and torch.equal(batch[0][0], ds[(2, 5)][0])
     torch.set_rng_state(state)
     ds[(1, 5)]
+    ds.__getitems__([(1, 5), (1, 6)])
     assert torch.equal(torch.get_rng_state(), state)  # the caller's RNG is left as it was
 
 
@@ -71,7 +74,9 @@ def test_persistent_workers_resume_exactly() -> None:
     runs = {}
     for workers in (0, 2):
         loader = _dm(workers).train_dataloader()
+        state = torch.get_rng_state()
         first = _epoch(loader)
+        assert torch.equal(torch.get_rng_state(), state)  # dropout's stream is not moved
         loader.sampler.set_epoch(1)
         runs[workers] = (first, _epoch(loader))
     fresh = _dm(2).train_dataloader()
