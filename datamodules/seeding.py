@@ -79,7 +79,8 @@ class EpochSeededDataset(Dataset):
     RNGs seeded ``sample_seed(seed, epoch, i)``. The caller's RNG states are restored afterwards
     (once per batch through ``__getitems__``, which the DataLoader calls: saving numpy's state
     costs about 0.15 ms, the per-item reseeding about 25 us), so reading data in the main process
-    does not move the random stream that dropout draws from.
+    does not move the random stream that dropout draws from. A plain index ``i`` (a sampler that
+    Lightning swapped in, e.g. a sequential one for ``overfit_batches``) reads ``(0, i)``.
     """
 
     def __init__(self, dataset: Dataset, seed: int) -> None:
@@ -89,16 +90,16 @@ class EpochSeededDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def _read(self, key: tuple[int, int]) -> Any:
-        epoch, index = key
+    def _read(self, key: tuple[int, int] | int) -> Any:
+        epoch, index = (0, key) if isinstance(key, int) else key
         seed_cpu_rngs(sample_seed(self.seed, epoch, index))
         return self.dataset[index]
 
-    def __getitem__(self, key: tuple[int, int]) -> Any:
+    def __getitem__(self, key: tuple[int, int] | int) -> Any:
         with preserved_cpu_rngs():
             return self._read(key)
 
-    def __getitems__(self, keys: list[tuple[int, int]]) -> list[Any]:
+    def __getitems__(self, keys: list[tuple[int, int] | int]) -> list[Any]:
         with preserved_cpu_rngs():
             return [self._read(key) for key in keys]
 

@@ -42,6 +42,7 @@ def test_item_augmentation_depends_on_key_only() -> None:
     torch.rand(100)  # whatever ran in between
     assert torch.equal(ds[(1, 5)][0], a)
     assert not torch.equal(ds[(2, 5)][0], a)  # another epoch, another crop / flip
+    assert torch.equal(ds[5][0], ds[(0, 5)][0])  # a plain index (Lightning's overfit_batches)
     batch = ds.__getitems__([(2, 5), (1, 5)])  # what the DataLoader calls
     assert torch.equal(batch[1][0], a) and torch.equal(batch[0][0], ds[(2, 5)][0])
     torch.set_rng_state(state)
