@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import warnings
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.image_list import ImageListDataset, drop_corrupt
+from datamodules.image_list import ImageListDataset, find_unreadable
 from datamodules.sampler import eval_sampler
+from datamodules.seeding import EpochSampler, EpochSeededDataset
 from datamodules.transforms import (
     AUGMENTS,
     IMAGENET_MEAN,
@@ -65,6 +67,15 @@ def carve_val(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[i
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     n_val = round(n * val_fraction)
     return sorted(perm[n_val:]), sorted(perm[:n_val])
+
+
+def pin_memory_for(device: torch.device | None) -> bool:
+    """Whether loaders should pin host memory: only when batches go to a CUDA device.
+
+    Pinned (page-locked) batches make the host-to-GPU copy faster and asynchronous; on a CPU run
+    they only cost locked RAM and a pinning thread.
+    """
+    return device is not None and device.type == "cuda"
 
 
 class FineGrainedDataModule(pl.LightningDataModule):
@@ -144,10 +155,27 @@ class FineGrainedDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         """No-op: datasets are never downloaded."""
 
-    def _subset(self, samples: SampleList, indices: Sequence[int], train: bool) -> Dataset:
-        if self.skip_corrupt:
-            indices, bad = drop_corrupt(samples.files, indices)
-            self._dropped += bad
+    def _find_unreadable(self, files: Sequence[Path]) -> list[Path]:
+        """The files among ``files`` that PIL cannot open and verify."""
+        return find_unreadable(files)
+
+    def _unreadable_once(self, files: Sequence[Path]) -> set[Path]:
+        """Unreadable ``files``, verified once per run: on rank zero, then broadcast.
+
+        Every rank gets the same list, so all ranks build the same datasets (a transient read
+        error on one rank cannot make them differ) and the files are read once, not once per rank.
+        """
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return set(self._find_unreadable(files))
+        bad = self._find_unreadable(files) if trainer.is_global_zero else None
+        return set(trainer.strategy.broadcast(bad, src=0))
+
+    def _subset(self, samples: SampleList, indices: Sequence[int], train: bool,
+                unreadable: set[Path]) -> Dataset:
+        if unreadable:
+            self._dropped += [samples.files[i] for i in indices if samples.files[i] in unreadable]
+            indices = [i for i in indices if samples.files[i] not in unreadable]
         if train:
             tf = train_transform(self.augment, self.image_size, self.mean, self.std)
         else:
@@ -165,33 +193,62 @@ class FineGrainedDataModule(pl.LightningDataModule):
         self._dropped = []
         train = self._read_split("train")
         check_labels(train.labels, n_cls, [f"{f}" for f in train.files])
-        if self.has_official_val:
-            val = self._read_split("val")
-            self.train_set = self._subset(train, range(len(train.files)), train=True)
-            self.val_set = self._subset(val, range(len(val.files)), train=False)
-        else:
-            tr_idx, val_idx = carve_val(len(train.files), self.val_fraction, self.seed)
-            self.train_set = self._subset(train, tr_idx, train=True)
-            self.val_set = self._subset(train, val_idx, train=False)
+        val = self._read_split("val") if self.has_official_val else None
         test = self._read_split("test")
         check_labels(test.labels, n_cls, [f"{f}" for f in test.files])
-        self.test_set = self._subset(test, range(len(test.files)), train=False)
+        bad: set[Path] = set()
+        if self.skip_corrupt:
+            bad = self._unreadable_once([*train.files, *(val.files if val else []), *test.files])
+        if val is not None:
+            self.train_set = self._subset(train, range(len(train.files)), True, bad)
+            self.val_set = self._subset(val, range(len(val.files)), False, bad)
+        else:
+            tr_idx, val_idx = carve_val(len(train.files), self.val_fraction, self.seed)
+            self.train_set = self._subset(train, tr_idx, True, bad)
+            self.val_set = self._subset(train, val_idx, False, bad)
+        self.test_set = self._subset(test, range(len(test.files)), False, bad)
         if self._dropped:
-            warnings.warn(f"skip_corrupt=True: dropped {len(self._dropped)} unreadable image(s) "
-                          f"of {self.name}, e.g. {self._dropped[0]}", stacklevel=2)
+            rank_zero_warn(f"skip_corrupt=True: dropped {len(self._dropped)} unreadable image(s) "
+                           f"of {self.name}, e.g. {self._dropped[0]}")
 
     # --- loaders --------------------------------------------------------------------------
+    def _root_device(self) -> torch.device | None:
+        """The device the attached trainer runs this process on (``None`` without a trainer)."""
+        return self.trainer.strategy.root_device if self.trainer is not None else None
+
     def train_dataloader(self) -> DataLoader:
+        """Shuffled, sharded over the trainer's ranks, every random draw a function of the seed.
+
+        Order and augmentation depend only on (run seed, epoch, sample), see
+        ``datamodules.seeding``: a fit resumed at an epoch end sees exactly the batches of an
+        uninterrupted one, with any number of workers and ranks. The run seed is Lightning's
+        ``PL_GLOBAL_SEED`` (``seed_everything``), else this module's ``seed``.
+        """
         assert self.train_set is not None, "call setup() first"
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          drop_last=False)
+        seed = int(os.environ.get("PL_GLOBAL_SEED", self.seed))
+        replicas, rank, epoch = 1, 0, 0
+        if self.trainer is not None:
+            kwargs = self.trainer.distributed_sampler_kwargs or {}
+            replicas, rank = kwargs.get("num_replicas", 1), kwargs.get("rank", 0)
+            # The epoch Lightning passes to set_epoch; it calls it only after it has created
+            # the iterator of a resumed fit (Lightning-AI/pytorch-lightning#21938).
+            epoch = self.trainer.fit_loop.epoch_progress.current.processed
+        sampler = EpochSampler(self.train_set, num_replicas=replicas, rank=rank, seed=seed,
+                               epoch=epoch)
+        # A private generator: creating the iterator draws the workers' base seed from it, not
+        # from the global RNG that dropout uses.
+        return DataLoader(EpochSeededDataset(self.train_set, seed), batch_size=self.batch_size,
+                          sampler=sampler, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, drop_last=False,
+                          pin_memory=pin_memory_for(self._root_device()),
+                          generator=torch.Generator().manual_seed(seed))
 
     def _eval_loader(self, ds: Dataset | None) -> DataLoader:
         assert ds is not None, "call setup() first"
         return DataLoader(ds, batch_size=self.batch_size, shuffle=False,
                           sampler=eval_sampler(ds), num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+                          persistent_workers=self.num_workers > 0,
+                          pin_memory=pin_memory_for(self._root_device()))
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val_set)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -23,18 +23,16 @@ def load_rgb(path: Path) -> Image.Image:
         ) from err
 
 
-def drop_corrupt(files: Sequence[Path], keep: Sequence[int]) -> tuple[list[int], list[Path]]:
-    """Split ``keep`` into indices whose file opens and the paths of those that do not."""
-    good: list[int] = []
+def find_unreadable(files: Iterable[Path]) -> list[Path]:
+    """The files among ``files`` that PIL cannot open and verify (header and structure)."""
     bad: list[Path] = []
-    for i in keep:
+    for path in files:
         try:
-            with Image.open(files[i]) as img:
+            with Image.open(path) as img:
                 img.verify()
-            good.append(i)
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
-            bad.append(files[i])
-    return good, bad
+            bad.append(path)
+    return bad
 
 
 class ImageListDataset(Dataset):

@@ -3,11 +3,25 @@
 Nothing here downloads. ``pretrained`` is either a local file (a state dict or a Lightning
 checkpoint with ``"state_dict"``) or a torchvision weights name (``"IMAGENET1K_V1"``,
 ``"DEFAULT"``) that must already sit in the torch hub cache (``torch.hub.get_dir()/checkpoints``).
+Files are read with ``torch.load(weights_only=True)``: tensors and plain containers only, so a
+weights file cannot run code.
+
+Default explanation layers follow one rule: the activation the official code in effect explains.
+Its forward hook keeps the hooked tensor itself (no clone), so when the next module overwrites
+that tensor in place (``ReLU(inplace=True)``), the stored activation, and the tensor the gradient
+is taken with respect to, is the in-place module's output. whynot clones inside its hook, so it
+names that module: AlexNet ``features.11`` (the ReLU after the last conv ``features.10``), VGG-16
+``features.29`` (the ReLU after ``features.28``). Where nothing overwrites the hooked output the
+layer is the hooked module itself: VGG-16-BN ``features.40`` (BatchNorm follows, out of place),
+ResNet-50 ``layer4`` (its blocks end in their own ReLU; the average pool follows),
+ViT-B/16 ``encoder.layers.encoder_layer_11`` (the final LayerNorm follows), tiny_vgg ``features.12``
+(BatchNorm follows), tiny_resnet ``layer3`` (like ResNet-50).
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +40,8 @@ class BackboneSpec:
     Attributes:
         builder: ``builder(num_classes) -> nn.Module`` with random weights and the original head.
         head: dotted attribute path of the final ``nn.Linear``.
-        explain_layer: module name hooked by the explainers by default.
+        explain_layer: module name hooked by the explainers by default (see the module docstring
+            for the rule).
         explain_reshape: ``"tokens"`` for ViTs (``[B, 1 + h*w, D]`` activations), else ``None``.
         weights_enum: torchvision weights enum for ``pretrained`` names, ``None`` for tiny nets.
     """
@@ -41,9 +56,9 @@ class BackboneSpec:
 BACKBONES: dict[str, BackboneSpec] = {
     "vgg16_bn": BackboneSpec(lambda: models.vgg16_bn(weights=None), "classifier.6", "features.40",
                              weights_enum=models.VGG16_BN_Weights),
-    "vgg16": BackboneSpec(lambda: models.vgg16(weights=None), "classifier.6", "features.28",
+    "vgg16": BackboneSpec(lambda: models.vgg16(weights=None), "classifier.6", "features.29",
                           weights_enum=models.VGG16_Weights),
-    "alexnet": BackboneSpec(lambda: models.alexnet(weights=None), "classifier.6", "features.10",
+    "alexnet": BackboneSpec(lambda: models.alexnet(weights=None), "classifier.6", "features.11",
                             weights_enum=models.AlexNet_Weights),
     "resnet50": BackboneSpec(lambda: models.resnet50(weights=None), "fc", "layer4",
                              weights_enum=models.ResNet50_Weights),
@@ -91,8 +106,32 @@ def hub_weights_path(name: str, weights: str) -> tuple[Path, str]:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url), url
 
 
+def _torch_load_weights(path: Path) -> object:
+    """``torch.load(path, weights_only=True)``; a file that needs pickled objects is refused."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"refusing to load {path}: it holds pickled Python objects ({_unpickler_reason(err)}), "
+            "not only tensors, and unpickling them could run arbitrary code, so whynot reads "
+            "weights with torch.load(weights_only=True). If you trust the file, convert it once in "
+            "a trusted environment: obj = torch.load(path, weights_only=False), then "
+            "torch.save(obj.state_dict(), 'weights.pth') for a saved nn.Module or "
+            "torch.save(obj['state_dict'], 'weights.pth') for a checkpoint dict, and pass "
+            "weights.pth as pretrained.") from None
+
+
+def _unpickler_reason(err: Exception) -> str:
+    """The line of torch's weights-only error that names the refused object."""
+    for line in str(err).splitlines():
+        if "WeightsUnpickler error:" in line:
+            reason = line.split("WeightsUnpickler error:", 1)[1].split(" Please use", 1)[0]
+            return reason.strip().rstrip(".")
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    obj = _torch_load_weights(path)
     if isinstance(obj, dict) and "state_dict" in obj:
         obj = obj["state_dict"]
         # Lightning checkpoints of FineTuneClassifier prefix the backbone with "net.".

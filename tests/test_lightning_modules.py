@@ -31,14 +31,19 @@ def test_tiny_backbone_forward(name: str) -> None:
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 7)
 
 
-@pytest.mark.parametrize(("name", "layer"), [("vgg16_bn", "features.40"), ("vgg16", "features.28"),
-                                             ("alexnet", "features.10")])
-def test_vgg_and_alexnet_explain_last_conv(name: str, layer: str) -> None:
-    # SPEC §1.6: the last conv layer (raw output, before BN/ReLU).
+@pytest.mark.parametrize(("name", "layer", "after"), [("vgg16_bn", "features.40", nn.BatchNorm2d),
+                                                      ("vgg16", "features.29", nn.ReLU),
+                                                      ("alexnet", "features.11", nn.ReLU)])
+def test_vgg_and_alexnet_explain_last_conv(name: str, layer: str, after: type) -> None:
+    # SPEC §1.6: the last conv layer as the official hook sees it; where an in-place ReLU follows
+    # (VGG-16, AlexNet) that is the ReLU's output (tests/test_backbones.py checks the rule).
     with torch.device("meta"):
         net = build_backbone(name, 3)
     convs = [n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
-    assert BACKBONES[name].explain_layer == convs[-1] == layer
+    names = [n for n, _ in net.named_modules()]
+    assert BACKBONES[name].explain_layer == layer
+    assert names[names.index(convs[-1]) + (after is nn.ReLU)] == layer
+    assert isinstance(net.get_submodule(names[names.index(convs[-1]) + 1]), after)
 
 
 def test_unknown_backbone_lists_known() -> None:

@@ -97,7 +97,7 @@ def _fit(root: Path, epochs: int, *extra: str) -> TrainCLI:
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
 def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
