@@ -139,8 +139,9 @@ class CUB200DataModule(FineGrainedDataModule):
             return self.annotations.part_attributes
         return torch.arange(self.num_classes)[:, None]
 
-    def _subset(self, samples: SampleList, indices: Any, train: bool) -> Dataset:
-        ds = super()._subset(samples, indices, train)
+    def _subset(self, samples: SampleList, indices: Any, train: bool,
+                unreadable: set[Path]) -> Dataset:
+        ds = super()._subset(samples, indices, train, unreadable)
         if train or self.ground_truth != "parts":
             return ds
         assert isinstance(samples, CUBSamples) and samples.ids is not None
