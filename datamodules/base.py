@@ -91,6 +91,7 @@ class FineGrainedDataModule(pl.LightningDataModule):
         skip_corrupt: bool = False,
     ) -> None:
         super().__init__()
+        self.save_hyperparameters()  # every init argument, the subclass's too (report, run.json)
         if augment not in AUGMENTS:
             raise ValueError(f"augment={augment!r} is not one of {AUGMENTS}")
         if with_ground_truth and not self.has_ground_truth:
