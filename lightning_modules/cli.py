@@ -21,7 +21,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lightning_modules.callbacks import ReseedEachEpoch
 from lightning_modules.classifier import FineTuneClassifier
-from lightning_modules.console import DEBUG_ENV, quiet_libraries, run_main
+from lightning_modules.console import DEBUG_ENV, ignore_warning, quiet_libraries, run_main
 from lightning_modules.loggers import SaveConfigToLoggers, configure_loggers
 from lightning_modules.run_dir import RunDir, existing, new_run_dir, remove_if_unused
 from lightning_modules.split_check import RequireNonEmptySplit
@@ -48,12 +48,15 @@ any key is set with --section.key VALUE. `python train.py fit --help` lists ever
 {DEBUG_ENV}=1 shows the traceback behind an error message.
 """
 
+_STAGE_TAIL = " Examples and the output layout: `python train.py --help`."
 STAGE_HELP = {
-    "fit": "Fine-tune: E/checkpoints/last.ckpt every epoch, best-*.ckpt by val/acc; "
-           "--ckpt_path last resumes.",
-    "validate": "Loss and accuracy on the validation split; --ckpt_path last|best|PATH.",
-    "test": "Loss and accuracy on the test split; --ckpt_path last|best|PATH.",
-    "predict": "Logits of the test split (no outputs are written).",
+    "fit": "Fine-tune: E/checkpoints/last.ckpt every epoch, best-*.ckpt by val/acc, logs in "
+           "E/fit/version_N; --ckpt_path last resumes." + _STAGE_TAIL,
+    "validate": "Loss and accuracy on the validation split (E/validate/version_N); "
+                "--ckpt_path last|best|PATH." + _STAGE_TAIL,
+    "test": "Loss and accuracy on the test split (E/test/version_N); "
+            "--ckpt_path last|best|PATH." + _STAGE_TAIL,
+    "predict": "Logits of the test split (no outputs are written)." + _STAGE_TAIL,
 }
 
 
@@ -62,7 +65,16 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
 
 
 class WhynotArgumentParser(LightningArgumentParser):
-    """A parse error prints one message and where to find the options, not the full usage."""
+    """Help opens with what the command does; a parse error prints its message, not the usage."""
+
+    def format_help(self) -> str:
+        """The description (what the command does, examples) first, then usage and options."""
+        description, self.description = self.description, None
+        try:
+            rest = super().format_help()
+        finally:
+            self.description = description
+        return f"{description.rstrip()}\n\n{rest}" if description else rest
 
     def error(self, message: str, ex: Exception | None = None) -> Any:
         """Exit 2 with ``<prog>: error: <message>`` (full behaviour when not exiting on errors)."""
@@ -233,6 +245,8 @@ class TrainCLI(WhynotCLI):
         if ckpt not in (None, "last", "best", "hpc", "registry") and not Path(ckpt).is_file():
             raise FileNotFoundError(f"--ckpt_path {ckpt}: no such checkpoint file to resume "
                                     "from; use --ckpt_path last or the path of a .ckpt.")
+        if ckpt is not None:  # resuming: the checkpoint folder holds the run's own checkpoints
+            ignore_warning(r"Checkpoint directory .* exists and is not empty", UserWarning)
 
     def before_validate(self) -> None:
         """Resolve ``--ckpt_path``."""

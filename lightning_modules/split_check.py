@@ -42,6 +42,7 @@ class RequireNonEmptySplit(Callback):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Check ``datamodule.<split>_set`` where the datamodule has one."""
+        stage = str(getattr(stage, "value", stage))  # Lightning passes a str enum
         split = STAGE_SPLIT.get(stage)
         dm = getattr(trainer, "datamodule", None)
         dataset = getattr(dm, f"{split}_set", None) if split else None
