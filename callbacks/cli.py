@@ -16,6 +16,7 @@ from callbacks.contrastive_evaluation import ContrastiveEvaluation
 from callbacks.report import rich_paper_tables
 from lightning_modules.cli import DEFAULT_ROOT, WhynotCLI
 from lightning_modules.console import DEBUG_ENV, ignore_warning, run_main
+from lightning_modules.loggers import wandb_run_notes
 from lightning_modules.run_dir import existing
 from lightning_modules.split_check import RequireNonEmptySplit
 
@@ -124,7 +125,7 @@ class EvaluationCLI(WhynotCLI):
         for cb in self.trainer.callbacks:
             if isinstance(cb, ContrastiveEvaluation):
                 return cb
-        raise RuntimeError("evaluate.py: no ContrastiveEvaluation callback on the trainer.")
+        raise RuntimeError("no ContrastiveEvaluation callback on the trainer.")
 
     def evaluate(self) -> dict[str, float]:
         """``Trainer.test`` with the callback; print the tables and what was written (rank 0)."""
@@ -142,10 +143,10 @@ class EvaluationCLI(WhynotCLI):
             results = self.evaluation.results
             if not results:  # every rank holds the same (reduced) results
                 raise RuntimeError(
-                    "evaluate.py: the test loop ran no batch, so nothing was measured and no "
-                    "results were written (limit_test_batches=0?).")
-        if self.trainer.is_global_zero:
-            self._print(results)
+                    "the test loop ran no batch, so nothing was measured and no results were "
+                    "written (limit_test_batches=0?).")
+            if self.trainer.is_global_zero:
+                self._print(results)
         return results
 
     def _print(self, results: dict[str, float]) -> None:
@@ -157,13 +158,14 @@ class EvaluationCLI(WhynotCLI):
         out = self.evaluation.resolve_output_dir()
         written = existing(self.evaluation.written)
         if not written or written[0].name != "results.json":
-            raise RuntimeError(f"evaluate.py: {out / 'results.json'} was not written.")
+            raise RuntimeError(f"{out / 'results.json'} was not written.")
         names = ", ".join(str(p.relative_to(out)) for p in written)
         lines = [f"evaluate.py finished: {names} in {out}"]
         run_files = [p.name for p in existing([self.run.path / "config.yaml",
                                                self.run.path / "metrics.csv"])]
         if run_files and self.run.path.resolve() != out.resolve():
             lines.append(f"run folder: {self.run.path} ({', '.join(run_files)})")
+        lines += wandb_run_notes(self.trainer.loggers)
         print("\n".join(lines), flush=True)
 
 

@@ -22,7 +22,12 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning_modules.callbacks import ReseedEachEpoch
 from lightning_modules.classifier import FineTuneClassifier
 from lightning_modules.console import DEBUG_ENV, ignore_warning, quiet_libraries, run_main
-from lightning_modules.loggers import SaveConfigToLoggers, configure_loggers
+from lightning_modules.loggers import (
+    SaveConfigToLoggers,
+    configure_loggers,
+    finish_wandb_runs,
+    wandb_run_notes,
+)
 from lightning_modules.run_dir import RunDir, existing, new_run_dir, remove_if_unused
 from lightning_modules.split_check import RequireNonEmptySplit
 
@@ -145,13 +150,19 @@ class WhynotCLI(LightningCLI):
 
     @contextmanager
     def removing_unused_run_dir(self) -> Iterator[None]:
-        """On any failure, rank zero deletes the run folder if it holds only start-up files."""
+        """On any failure, rank zero deletes the run folder if it holds only start-up files.
+
+        Either way the W&B runs are closed here, while the console is still the command's: left
+        to W&B's exit hook, their closing lines carry colour codes even into files and pipes.
+        """
         try:
             yield
         except BaseException:
             if self.trainer.is_global_zero:
                 remove_if_unused(self.run)
+            finish_wandb_runs(self.trainer.loggers, exit_code=1)
             raise
+        finish_wandb_runs(self.trainer.loggers, exit_code=0)
 
     def _run_subcommand(self, subcommand: str) -> None:
         with self.removing_unused_run_dir():
@@ -293,8 +304,8 @@ class TrainCLI(WhynotCLI):
         if files:
             names = ", ".join(str(p.relative_to(self.run.path)) for p in files)
             lines.append(f"run folder: {self.run.path} ({names})")
-        if lines:
-            self.say(f"{self.prog} {self.subcommand} finished. " + "; ".join(lines))
+        lines += wandb_run_notes(self.trainer.loggers)
+        self.say("\n".join([f"{self.prog} {self.subcommand} finished.", *lines]))
 
 
 def main(args: list[str] | None = None) -> TrainCLI:

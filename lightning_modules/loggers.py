@@ -48,7 +48,8 @@ class OfflineWandbLogger(WandbLogger):
 
     Offline runs land in ``<save_dir>/wandb/offline-run-*``; upload them later with
     ``wandb sync <that folder>``. ``offline`` given explicitly wins. ``name``, ``group``,
-    ``job_type`` and ``tags`` give way to their ``WANDB_*`` environment variables.
+    ``job_type`` and ``tags`` give way to their ``WANDB_*`` environment variables. W&B's quiet
+    setting is on unless ``settings`` or ``WANDB_QUIET`` say otherwise.
     """
 
     def __init__(self, save_dir: str = "outputs", project: str = "whynot", name: str | None = None,
@@ -57,6 +58,12 @@ class OfflineWandbLogger(WandbLogger):
                  **kwargs: Any) -> None:
         if offline is None:
             offline = not wandb_online_configured()
+        if kwargs.get("settings") is None and "WANDB_QUIET" not in os.environ:
+            import wandb
+
+            # The run's summary would repeat every logged key (hundreds after an evaluation)
+            # on the console; WANDB_QUIET=false brings it back.
+            kwargs["settings"] = wandb.Settings(quiet=True)
         given = {"name": name, "group": group, "job_type": job_type, "tags": tags}
         # None lets wandb.init read the environment variable; a value would override it.
         run_id = {k: (None if os.environ.get(WANDB_ENV[k]) else v) for k, v in given.items()}
@@ -115,6 +122,31 @@ def _is(entry: Any, cls: type) -> bool:
     found = _logger_class(str(entry.get("class_path", ""))) if isinstance(entry, Namespace) \
         else None
     return isinstance(found, type) and issubclass(found, cls)
+
+
+def wandb_run_notes(loggers: list[Any]) -> list[str]:
+    """One line per live W&B run: where its files are and, offline, how to upload them."""
+    notes = []
+    for logger in loggers:
+        run = getattr(logger, "_experiment", None) if isinstance(logger, WandbLogger) else None
+        settings = getattr(run, "settings", None)
+        if settings is None:
+            continue
+        folder = Path(settings.sync_dir)
+        if settings._offline:
+            notes.append(f"W&B run {run.name} (offline): {folder}; upload it with "
+                         f"`wandb sync {folder}`")
+        else:
+            notes.append(f"W&B run {run.name}: {getattr(run, 'url', None) or folder}")
+    return notes
+
+
+def finish_wandb_runs(loggers: list[Any], exit_code: int = 0) -> None:
+    """Finish the W&B runs these loggers started (only rank zero starts one)."""
+    for logger in loggers:
+        run = getattr(logger, "_experiment", None) if isinstance(logger, WandbLogger) else None
+        if run is not None and hasattr(run, "finish"):
+            run.finish(exit_code=exit_code)
 
 
 class SaveConfigToLoggers(SaveConfigCallback):

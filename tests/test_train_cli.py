@@ -145,7 +145,6 @@ def test_wandb_offline_saves_config(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     run = experiment[0].experiment
     assert run.name == "tiny_run/fit/version_0"
     assert run.group == "sweep-7" and run.job_type == "fit"
-    run.finish()
 
 
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
