@@ -145,7 +145,7 @@ class EvaluationCLI(WhynotCLI):
                 raise RuntimeError(
                     "the test loop ran no batch, so nothing was measured and no results were "
                     "written (limit_test_batches=0?).")
-            if self.trainer.is_global_zero:
+            if self.is_rank_zero():
                 self._print(results)
         return results
 

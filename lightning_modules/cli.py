@@ -18,6 +18,7 @@ from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_modules.callbacks import ReseedEachEpoch
 from lightning_modules.classifier import FineTuneClassifier
@@ -158,7 +159,7 @@ class WhynotCLI(LightningCLI):
         try:
             yield
         except BaseException:
-            if self.trainer.is_global_zero:
+            if self.is_rank_zero():
                 remove_if_unused(self.run)
             finish_wandb_runs(self.trainer.loggers, exit_code=1)
             raise
@@ -168,9 +169,13 @@ class WhynotCLI(LightningCLI):
         with self.removing_unused_run_dir():
             super()._run_subcommand(subcommand)
 
+    def is_rank_zero(self) -> bool:
+        """Rank zero, also before the DDP set-up (Lightning's children know it from LOCAL_RANK)."""
+        return rank_zero_only.rank == 0 and self.trainer.is_global_zero
+
     def say(self, text: str, warning: bool = False) -> None:
         """Print ``text`` on rank zero (a warning goes to stderr with the command's name)."""
-        if not self.trainer.is_global_zero:
+        if not self.is_rank_zero():
             return
         if warning:
             print(f"{self.prog}: warning: {text}", file=sys.stderr, flush=True)
@@ -298,7 +303,10 @@ class TrainCLI(WhynotCLI):
         self._report([])
 
     def _report(self, lines: list[str]) -> None:
-        if not self.trainer.is_global_zero:
+        if not self.is_rank_zero():
+            return
+        if self.trainer.fast_dev_run:
+            self.say(f"{self.prog} {self.subcommand} finished (fast_dev_run: nothing is written).")
             return
         files = self.run_files()
         if files:

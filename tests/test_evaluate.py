@@ -378,7 +378,8 @@ def test_missing_checkpoint_names_the_path(
         main(["--config", str(_experiment_yaml(tmp_path)), "--ckpt_path", "nope.ckpt"])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
-    assert err.startswith("evaluate.py: error: checkpoint 'nope.ckpt' does not exist"), err
+    assert "\nevaluate.py: error: checkpoint 'nope.ckpt' does not exist" in f"\n{err}", err
+    assert "Traceback" not in err
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from tests.dataset_layouts import (
     make_food101,
     make_stanford_cars,
 )
+from tests.test_evaluate import _read_closed_wandb_run
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -141,10 +142,11 @@ def test_wandb_offline_saves_config(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert sorted(p.name for p in (root / "fit").iterdir()) == ["version_0"]
     assert (root / "fit" / "version_0" / "metrics.csv").is_file()
     assert (root / "fit" / "version_0" / "config.yaml").is_file()
-    experiment = [lg for lg in cli.trainer.loggers if type(lg).__name__ == "OfflineWandbLogger"]
-    run = experiment[0].experiment
-    assert run.name == "tiny_run/fit/version_0"
-    assert run.group == "sweep-7" and run.job_type == "fit"
+    assert any(type(lg).__name__ == "OfflineWandbLogger" for lg in cli.trainer.loggers)
+    logged = _read_closed_wandb_run(runs[0])  # train.py finished the run
+    assert logged["_run/display_name"] == "tiny_run/fit/version_0"
+    assert logged["_run/run_group"] == "sweep-7" and logged["_run/job_type"] == "fit"
+    assert logged["trainer/global_step"] == 1 and logged["train/loss"] > 0  # step index 1: the 2nd
 
 
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
