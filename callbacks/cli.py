@@ -16,7 +16,7 @@ from callbacks.contrastive_evaluation import ContrastiveEvaluation
 from callbacks.report import rich_paper_tables
 from lightning_modules.cli import DEFAULT_ROOT, WhynotCLI
 from lightning_modules.console import DEBUG_ENV, ignore_warning, run_main
-from lightning_modules.loggers import wandb_run_notes
+from lightning_modules.loggers import resolve_class, wandb_run_notes
 from lightning_modules.run_dir import existing
 from lightning_modules.split_check import RequireNonEmptySplit
 
@@ -105,8 +105,9 @@ class EvaluationCLI(WhynotCLI):
         config.trainer.inference_mode = False
         config.trainer.enable_checkpointing = False  # evaluation writes no checkpoints
         if config.evaluation.localization and config.data is not None:
-            data_cls = _resolve_class(config.data.class_path)
-            if "with_ground_truth" in inspect.signature(data_cls.__init__).parameters:
+            data_cls = resolve_class(config.data.class_path)
+            if data_cls is not None and "with_ground_truth" in inspect.signature(
+                    data_cls.__init__).parameters:
                 config.data.init_args.with_ground_truth = True
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
@@ -167,11 +168,6 @@ class EvaluationCLI(WhynotCLI):
             lines.append(f"run folder: {self.run.path} ({', '.join(run_files)})")
         lines += wandb_run_notes(self.trainer.loggers)
         print("\n".join(lines), flush=True)
-
-
-def _resolve_class(class_path: str) -> type:
-    module, _, name = class_path.rpartition(".")
-    return getattr(__import__(module, fromlist=[name]), name)
 
 
 def main(args: list[str] | None = None) -> dict[str, float]:

@@ -95,6 +95,17 @@ class WhynotArgumentParser(LightningArgumentParser):
         raise SystemExit(2)
 
 
+class ProgressBar(RichProgressBar):
+    """Lightning's rich progress bar without ``v_num`` (shown as ``0.000``; the run folder is
+    named when the command ends)."""
+
+    def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
+        """The logged progress-bar values, less the logger version."""
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
+
+
 class WhynotCLI(LightningCLI):
     """LightningCLI with whynot's run-output layout, checks and console.
 
@@ -231,7 +242,7 @@ class TrainCLI(WhynotCLI):
         configured = config.trainer.get("callbacks") or []
         if config.trainer.get("enable_progress_bar", True) is not False and not any(
                 isinstance(cb, RichProgressBar) for cb in configured):
-            callbacks.append(RichProgressBar())
+            callbacks.append(ProgressBar())
         return super().instantiate_trainer(callbacks=[*extra, *callbacks], **kwargs)
 
     # ---------------------------------------------------------------- checkpoints of a stage

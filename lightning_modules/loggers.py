@@ -76,7 +76,8 @@ class OfflineWandbLogger(WandbLogger):
             self._wandb_init.pop("anonymous", None)
 
 
-def _logger_class(class_path: str) -> type | None:
+def resolve_class(class_path: str) -> type | None:
+    """The class a config's ``class_path`` names, or None when it cannot be imported."""
     module, _, name = class_path.rpartition(".")
     try:
         return getattr(importlib.import_module(module), name)
@@ -107,7 +108,7 @@ def configure_loggers(logger: Any, run: RunDir) -> Any:
         if _is(entry, WandbLogger):
             args["save_dir"] = str(run.root)
             values = {"name": run.wandb_name, "group": run.experiment, "job_type": run.stage}
-            accepted = inspect.signature(_logger_class(entry.class_path).__init__).parameters
+            accepted = inspect.signature(resolve_class(entry.class_path).__init__).parameters
             for key, value in values.items():
                 if key in accepted:  # a plain WandbLogger takes no group / job_type
                     args[key] = None if os.environ.get(WANDB_ENV[key]) else value
@@ -119,7 +120,7 @@ def configure_loggers(logger: Any, run: RunDir) -> Any:
 
 
 def _is(entry: Any, cls: type) -> bool:
-    found = _logger_class(str(entry.get("class_path", ""))) if isinstance(entry, Namespace) \
+    found = resolve_class(str(entry.get("class_path", ""))) if isinstance(entry, Namespace) \
         else None
     return isinstance(found, type) and issubclass(found, cls)
 

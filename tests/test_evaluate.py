@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import struct
 import subprocess
 import sys
@@ -246,10 +247,12 @@ def _env(tmp: Path) -> dict[str, str]:
 
 
 def _evaluate_cli(tmp: Path, ckpt: Path, *extra: str, data: dict | None = None,
-                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """``python evaluate.py --config <experiment> --ckpt_path CKPT <shrink> <extra>`` in ``tmp``."""
-    args = [sys.executable, str(ROOT / "evaluate.py"), "--config", str(_experiment_yaml(tmp, data)),
-            "--ckpt_path", str(ckpt), *SHRINK, *extra]
+                  env: dict[str, str] | None = None, launcher: tuple[str, ...] = ()
+                  ) -> subprocess.CompletedProcess:
+    """``python [launcher] evaluate.py --config <experiment> --ckpt_path CKPT <shrink> <extra>``
+    in ``tmp``."""
+    args = [sys.executable, *launcher, str(ROOT / "evaluate.py"), "--config",
+            str(_experiment_yaml(tmp, data)), "--ckpt_path", str(ckpt), *SHRINK, *extra]
     return subprocess.run(args, cwd=tmp, env={**_env(tmp), **(env or {})}, capture_output=True,
                           text=True, timeout=300)
 
@@ -308,15 +311,27 @@ def test_evaluate_writes_the_run_folder(
         assert (run / name).is_file(), name
 
 
-@pytest.mark.parametrize("case", ["plain", "wandb", "no_gradient_sign"])
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("case", ["plain", "wandb", "no_gradient_sign", "torchrun"])
 def test_ddp_two_processes_equal_one(
     deps: None, checkpoint: Path, one_process: tuple[Path, subprocess.CompletedProcess],
     tmp_path: Path, case: str
 ) -> None:
-    """2 gloo processes, the README's command (no output_dir): one results.json, = 1 process."""
-    extra = {"plain": [], "no_gradient_sign": ["--evaluation.gradient_sign", "false"],
-             "wandb": ["--config", str(ROOT / "configs" / "logger" / "wandb.yaml")]}[case]
-    proc = _evaluate_cli(tmp_path, checkpoint, *DDP, *extra)
+    """2 gloo processes, the README's command (no output_dir): one results.json, = 1 process.
+
+    Lightning starts rank 1 by re-running the command once rank 0 runs; torchrun starts both at
+    once. Either way the ranks agree on one run folder, version_0.
+    """
+    extra = {"no_gradient_sign": ["--evaluation.gradient_sign", "false"],
+             "wandb": ["--config", str(ROOT / "configs" / "logger" / "wandb.yaml")]}.get(case, [])
+    launcher = ("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                str(_free_port())) if case == "torchrun" else ()
+    proc = _evaluate_cli(tmp_path, checkpoint, *DDP, *extra, launcher=launcher)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sync_dist" not in proc.stderr  # Lightning's advice for already-reduced values
     run, two = _only_results(tmp_path)
