@@ -43,6 +43,19 @@ def wandb_online_configured() -> bool:
         return False
 
 
+def wandb_identity(key: str, value: Any) -> Any:
+    """``value`` for W&B's ``key`` (name, group, job_type, tags) unless its variable is set.
+
+    Read here rather than left to ``wandb.init``: W&B reads the environment once per process,
+    so a second run in the same process (a sweep calling ``main``) would miss a change.
+    ``WANDB_TAGS`` is comma-separated.
+    """
+    env = os.environ.get(WANDB_ENV[key])
+    if not env:
+        return value
+    return [t.strip() for t in env.split(",") if t.strip()] if key == "tags" else env
+
+
 class OfflineWandbLogger(WandbLogger):
     """``WandbLogger`` that runs offline unless ``WANDB_MODE`` is set or a W&B login exists.
 
@@ -65,8 +78,7 @@ class OfflineWandbLogger(WandbLogger):
             # on the console; WANDB_QUIET=false brings it back.
             kwargs["settings"] = wandb.Settings(quiet=True)
         given = {"name": name, "group": group, "job_type": job_type, "tags": tags}
-        # None lets wandb.init read the environment variable; a value would override it.
-        run_id = {k: (None if os.environ.get(WANDB_ENV[k]) else v) for k, v in given.items()}
+        run_id = {k: wandb_identity(k, v) for k, v in given.items()}
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         super().__init__(save_dir=save_dir, project=project, offline=offline,
                          log_model=log_model, **run_id, **kwargs)
@@ -111,7 +123,7 @@ def configure_loggers(logger: Any, run: RunDir) -> Any:
             accepted = inspect.signature(resolve_class(entry.class_path).__init__).parameters
             for key, value in values.items():
                 if key in accepted:  # a plain WandbLogger takes no group / job_type
-                    args[key] = None if os.environ.get(WANDB_ENV[key]) else value
+                    args[key] = wandb_identity(key, value)
         elif _is(entry, CSVLogger) or _is(entry, TensorBoardLogger):
             args["save_dir"] = str(run.root)
             args["name"] = run.stage

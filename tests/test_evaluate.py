@@ -109,6 +109,10 @@ def test_results_json_keys_csv_log_report_and_figures(deps: None, tmp_path: Path
     assert logged == pytest.approx(results, rel=1e-6)
     report = (tmp_path / "run" / "report.md").read_text()
     assert "GaussBlur Pos ori" in report and "localisation" in report
+    assert "'num_test': 13" in report  # the data settings (datamodule hparams) are recorded
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["world_size"] == 1 and info["data"]["num_test"] == NUM_TEST
+    assert info["evaluation"]["threshold"] is None and info["ckpt_path"] is None
     assert sorted(os.listdir(tmp_path / "run" / "figures")) == [
         "heatmaps_gradcam.png", "heatmaps_linear_approx.png"
     ]

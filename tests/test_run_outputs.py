@@ -22,7 +22,7 @@ from datamodules import (
 )
 from datamodules.sampler import UnpaddedDistributedSampler
 from lightning_modules import console
-from lightning_modules.loggers import CSV_LOGGER, configure_loggers
+from lightning_modules.loggers import CSV_LOGGER, configure_loggers, wandb_identity
 from lightning_modules.run_dir import RunDir, agree, new_run_dir, next_version, remove_if_unused
 from tests.dataset_layouts import (
     make_cub,
@@ -92,8 +92,10 @@ def test_loggers_point_at_the_run(tmp_path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("WANDB_RUN_GROUP", "sweep-3")
     monkeypatch.setenv("WANDB_NAME", "mine")
     _, again = configure_loggers([wandb], run)
-    assert again.init_args.group is None and again.init_args.name is None
+    assert (again.init_args.group, again.init_args.name) == ("sweep-3", "mine")
     assert again.init_args.job_type == "test"
+    monkeypatch.setenv("WANDB_TAGS", "a, b")
+    assert wandb_identity("tags", None) == ["a", "b"]
 
 
 # --------------------------------------------------------------------------------- data roots
