@@ -39,7 +39,6 @@ from metrics import GradientSignPerturbation, PartLocalization, PerturbationScor
 # Changes whenever the perturbation protocol changes, so that results of different protocols are
 # never mixed silently (run.json carries it).
 WHYNOT_PROTOCOL = 1
-RESULT_FILES = ("results.json", "report.md", "run.json")
 # Lightning advises sync_dist=True for every epoch-level value logged under DDP; the eval/ values
 # are computed by torchmetrics, already reduced across ranks. Raised by Lightning's logger
 # connector after on_test_epoch_end, so the filter must outlive that hook.
@@ -329,9 +328,7 @@ class ContrastiveEvaluation(Callback):
     def run_info(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
         """run.json: what was evaluated, how, by how many processes, finished when."""
         dm = getattr(trainer, "datamodule", None)
-        hp = dict(getattr(pl_module, "hparams", {}))
-        data = {k: _plain(v) for k, v in dict(getattr(dm, "hparams", {}) or {}).items()
-                if not k.startswith("_")}
+        hp = public_hparams(pl_module)
         ckpt = trainer.ckpt_path
         return {
             "whynot_protocol": WHYNOT_PROTOCOL,
@@ -346,7 +343,7 @@ class ContrastiveEvaluation(Callback):
             "precision": str(trainer.precision),
             "world_size": int(trainer.world_size),
             "evaluation": self.settings(),
-            "data": data,
+            "data": _plain(public_hparams(dm)),
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         }
 
@@ -356,15 +353,11 @@ class ContrastiveEvaluation(Callback):
         """Rank zero: results.json, report.md, figures, then run.json (each atomically)."""
         out = self.resolve_output_dir(trainer)
         write_results_json(out / "results.json", self.results)
-        hp = {k: v for k, v in dict(getattr(pl_module, "hparams", {})).items()
-              if not k.startswith("_")}
         dm = getattr(trainer, "datamodule", None)
-        data_hp = {k: v for k, v in dict(getattr(dm, "hparams", {}) or {}).items()
-                   if not k.startswith("_")} if dm is not None else {}
         info = {
-            "model": f"{type(pl_module.net).__name__} {hp}",
+            "model": f"{type(pl_module.net).__name__} {public_hparams(pl_module)}",
             "data": type(dm).__name__ if dm is not None else "—",
-            "data hyperparameters": data_hp,
+            "data hyperparameters": public_hparams(dm),
             "methods": list(self.methods),
             "evaluation": {
                 "topk": self.topk, "threshold": self.threshold, "max_batch": self.max_batch,
@@ -383,6 +376,12 @@ class ContrastiveEvaluation(Callback):
         info_json = json.dumps(self.run_info(trainer, pl_module), indent=1, sort_keys=True)
         atomic_write_text(out / "run.json", info_json + "\n")
         self.written = [*written, out / "run.json"]
+
+
+def public_hparams(obj: Any) -> dict[str, Any]:
+    """``obj.hparams`` without LightningCLI's internal keys (``_class_path``, ``_instantiator``)."""
+    return {k: v for k, v in dict(getattr(obj, "hparams", None) or {}).items()
+            if not k.startswith("_")}
 
 
 def _plain(value: Any) -> Any:
