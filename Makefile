@@ -36,13 +36,13 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# The main job on the built-in synthetic data: fine-tune tiny_vgg, then evaluate the best
-# checkpoint with the full protocol; W&B runs offline into outputs/wandb.
+# The main job on the built-in synthetic data: fine-tune tiny_vgg, then evaluate the last
+# checkpoint with the full protocol. Everything lands in outputs/synthetic/ (checkpoints/,
+# fit/version_N/, evaluate/version_N/, wandb/ with the offline W&B runs).
 DEMO_CONFIGS := --config configs/synthetic.yaml --config configs/logger/wandb.yaml
 demo: $(STAMP)
 	$(PY) train.py fit $(DEMO_CONFIGS)
-	$(PY) evaluate.py $(DEMO_CONFIGS) --ckpt_path outputs/synthetic/checkpoints/last.ckpt \
-		--evaluation.output_dir outputs/synthetic/evaluation
+	$(PY) evaluate.py $(DEMO_CONFIGS) --ckpt_path outputs/synthetic/checkpoints/last.ckpt
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all

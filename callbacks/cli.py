@@ -3,32 +3,68 @@
 from __future__ import annotations
 
 import inspect
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser
 from rich.console import Console
 
 from callbacks.contrastive_evaluation import ContrastiveEvaluation
-from callbacks.report import rich_paper_tables
+from callbacks.report import CONSOLE_WIDTH, console_tables
+from lightning_modules.cli import DEFAULT_ROOT, WhynotCLI
+from lightning_modules.console import DEBUG_ENV, ignore_warning, run_main
+from lightning_modules.loggers import resolve_class, wandb_run_notes
+from lightning_modules.run_dir import existing
+from lightning_modules.split_check import RequireNonEmptySplit
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "evaluation" / "default.yaml"
 
+EVALUATE_HELP = f"""\
+Evaluate a fine-tuned checkpoint with the faithfulness protocol of "Why Not Other Classes?":
+explain every test image with each method (original and weighted contrast), perturb it
+(masking/blurring, gradient sign) and measure p_t; part localisation where the data has parts.
+Prints the paper's tables and writes results.json, report.md, run.json, figures/, config.yaml and
+metrics.csv to E/evaluate/version_N (E = trainer.default_root_dir, outputs/<experiment> in the
+configs; --evaluation.output_dir D moves the results), with W&B also to E/wandb/.
 
-class EvaluationCLI(LightningCLI):
+examples:
+  python evaluate.py --config configs/synthetic.yaml \\
+      --ckpt_path outputs/synthetic/checkpoints/last.ckpt
+  python evaluate.py --config configs/experiments/cub200_vgg16_bn.yaml \\
+      --data.root /data/CUB_200_2011 --ckpt_path outputs/cub200_vgg16_bn/checkpoints/last.ckpt
+  python evaluate.py --config configs/experiments/cub200_vgg16_bn.yaml \\
+      --data.root /data/CUB_200_2011 --ckpt_path PATH \\
+      --config configs/trainer/ddp.yaml --trainer.devices 4 --evaluation.methods '[gradcam]'
+
+--config FILE reads an experiment YAML (the one train.py used; repeat it to add presets such as
+configs/logger/wandb.yaml); --evaluation.* sets the protocol (defaults in
+configs/evaluation/default.yaml). `python evaluate.py --help` lists every option.
+{DEBUG_ENV}=1 shows the traceback behind an error message.
+"""
+# Evaluation deliberately attaches none of the training callbacks whose state the checkpoint holds.
+_TRAINING_CALLBACKS_ADVICE = r"Be aware that when using `ckpt_path`, callbacks used to create"
+
+
+class EvaluationCLI(WhynotCLI):
     """``--config <experiment>.yaml --ckpt_path PATH [--evaluation.* ...] [--trainer.* ...]``.
 
     Reuses the experiment YAMLs of train.py (top-level seed_everything/trainer/model/data), adds
     the ``evaluation`` group (ContrastiveEvaluation, defaults from configs/evaluation/default.yaml)
-    and ``ckpt_path``, and forces ``trainer.inference_mode=False`` (the explainers need gradients).
+    and ``ckpt_path``, forces ``trainer.inference_mode=False`` (the explainers need gradients) and
+    attaches no training callbacks (no checkpointing, no reseeding).
     """
+
+    prog = "evaluate.py"
+    help_text = EVALUATE_HELP
 
     def __init__(self, args: list[str] | None = None, **kwargs: Any) -> None:
         from lightning_modules import FineTuneClassifier
 
-        parser_kwargs = kwargs.pop("parser_kwargs", {})
+        ignore_warning(_TRAINING_CALLBACKS_ADVICE, UserWarning)
+        parser_kwargs = dict(kwargs.pop("parser_kwargs", None) or {})
         parser_kwargs.setdefault("default_config_files", [str(DEFAULT_CONFIG)])
         super().__init__(
             FineTuneClassifier,
@@ -37,10 +73,15 @@ class EvaluationCLI(LightningCLI):
             run=False,
             args=args,
             parser_kwargs=parser_kwargs,
-            save_config_kwargs={"overwrite": True},
-            trainer_defaults={"inference_mode": False},
+            trainer_defaults={"inference_mode": False, "enable_checkpointing": False,
+                              "default_root_dir": DEFAULT_ROOT},
             **kwargs,
         )
+
+    @property
+    def stage(self) -> str:
+        """Evaluation runs are ``E/evaluate/version_<N>``."""
+        return "evaluate"
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """The evaluation callback's arguments, ``ckpt_path`` and the class-count link."""
@@ -52,7 +93,8 @@ class EvaluationCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
-        """Force gradients on and ask the data for part masks when localisation is on."""
+        """Run folder and loggers; gradients on, no checkpointing, part masks for localisation."""
+        super().before_instantiate_classes()
         config = self.config
         if config.trainer.get("inference_mode") is True:
             warnings.warn(
@@ -61,49 +103,79 @@ class EvaluationCLI(LightningCLI):
                 stacklevel=2,
             )
         config.trainer.inference_mode = False
+        config.trainer.enable_checkpointing = False  # evaluation writes no checkpoints
         if config.evaluation.localization and config.data is not None:
-            data_cls = _resolve_class(config.data.class_path)
-            params = inspect.signature(data_cls.__init__).parameters
-            # keep an explicit choice ("parts", "box" on CUB); only switch ground truth on
-            if "with_ground_truth" in params and not config.data.init_args.get("with_ground_truth"):
+            data_cls = resolve_class(config.data.class_path)
+            # only data with part masks, and keep an explicit choice ("parts", "box" on CUB)
+            if (data_cls is not None and getattr(data_cls, "has_ground_truth", False)
+                    and "with_ground_truth" in inspect.signature(data_cls.__init__).parameters
+                    and not config.data.init_args.get("with_ground_truth")):
                 config.data.init_args.with_ground_truth = True
 
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """The trainer with the evaluation callback and the empty-split check, nothing else."""
+        extra = kwargs.pop("callbacks", [])
+        return super().instantiate_trainer(
+            callbacks=[*extra, RequireNonEmptySplit(self.prog)], **kwargs)
 
-def _resolve_class(class_path: str) -> type:
-    module, _, name = class_path.rpartition(".")
-    return getattr(__import__(module, fromlist=[name]), name)
+    def after_instantiate_classes(self) -> None:
+        """Tell the evaluation callback its run folder (the default for ``output_dir``)."""
+        self.evaluation.run_dir = self.run.path
 
+    @property
+    def evaluation(self) -> ContrastiveEvaluation:
+        """The ContrastiveEvaluation instance among the trainer's callbacks."""
+        for cb in self.trainer.callbacks:
+            if isinstance(cb, ContrastiveEvaluation):
+                return cb
+        raise RuntimeError("no ContrastiveEvaluation callback on the trainer.")
 
-def evaluation_callback(cli: LightningCLI) -> ContrastiveEvaluation:
-    """The ContrastiveEvaluation instance among the trainer's callbacks."""
-    for cb in cli.trainer.callbacks:
-        if isinstance(cb, ContrastiveEvaluation):
-            return cb
-    raise RuntimeError("evaluate.py: no ContrastiveEvaluation callback on the trainer.")
+    def evaluate(self) -> dict[str, float]:
+        """``Trainer.test`` with the callback; print the tables and what was written (rank 0)."""
+        ckpt_path = self.config.get("ckpt_path")
+        if ckpt_path is None:
+            self.say("no --ckpt_path given; evaluating the model as initialised.", warning=True)
+        elif not Path(ckpt_path).is_file():
+            raise FileNotFoundError(
+                f"checkpoint {ckpt_path!r} does not exist; pass the .ckpt written by train.py "
+                "(e.g. outputs/<experiment>/checkpoints/last.ckpt) as --ckpt_path.")
+        with self.removing_unused_run_dir():
+            # verbose=False: Lightning's table would list every eval key; ours is the paper's.
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path,
+                              verbose=False)
+            results = self.evaluation.results
+            if not results:  # every rank holds the same (reduced) results
+                raise RuntimeError(
+                    "the test loop ran no batch, so nothing was measured and no results were "
+                    "written (limit_test_batches=0?).")
+            if self.is_rank_zero():
+                self._print(results)
+        return results
+
+    def _print(self, results: dict[str, float]) -> None:
+        console = Console()
+        if not console.is_terminal:  # logs and pipes: rich would guess 80 columns
+            console.width = CONSOLE_WIDTH
+        for table in console_tables(results, width=max(console.width, 60)):
+            console.print(table)
+        out = self.evaluation.resolve_output_dir()
+        written = existing(self.evaluation.written)
+        if not written or written[0].name != "results.json":
+            raise RuntimeError(f"{out / 'results.json'} was not written.")
+        names = ", ".join(str(p.relative_to(out)) for p in written)
+        lines = [f"evaluate.py finished: {names} in {out}"]
+        run_files = [p.name for p in existing([self.run.path / "config.yaml",
+                                               self.run.path / "metrics.csv"])]
+        if run_files and self.run.path.resolve() != out.resolve():
+            lines.append(f"run folder: {self.run.path} ({', '.join(run_files)})")
+        lines += wandb_run_notes(self.trainer.loggers)
+        print("\n".join(lines), flush=True)
 
 
 def main(args: list[str] | None = None) -> dict[str, float]:
     """Parse, run ``Trainer.test`` with the callback, print the paper-layout tables (rank zero)."""
-    cli = EvaluationCLI(args=args)
-    ckpt_path = cli.config.get("ckpt_path")
-    if ckpt_path is None:
-        warnings.warn(
-            "evaluate.py: no --ckpt_path given; evaluating the model as initialised.", stacklevel=2
-        )
-    elif not Path(ckpt_path).is_file():
-        raise FileNotFoundError(
-            f"evaluate.py: checkpoint {ckpt_path!r} does not exist; pass the .ckpt written by "
-            "train.py (e.g. outputs/<run>/checkpoints/last.ckpt) as --ckpt_path."
-        )
-    # verbose=False: Lightning's own table would list every eval key; ours is the paper's layout.
-    cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, verbose=False)
-    results = evaluation_callback(cli).results
-    if cli.trainer.is_global_zero:
-        console = Console()
-        if not console.is_terminal:  # logs and pipes: keep the 15 columns unwrapped
-            console.width = max(console.width, 200)
-        for table in rich_paper_tables(results):
-            console.print(table)
-        out = evaluation_callback(cli).resolve_output_dir(cli.trainer)
-        console.print(f"results.json, report.md and figures/ written to {out}")
-    return results
+    argv = sys.argv[1:] if args is None else args
+    if not argv:
+        sys.stderr.write(EVALUATE_HELP)
+        raise SystemExit(2)
+    return run_main(EvaluationCLI.prog, lambda: EvaluationCLI(args=args).evaluate())

@@ -9,15 +9,18 @@ written to ``results.json``, ``report.md`` and ``figures/*.png`` in the run's fo
 
 from __future__ import annotations
 
+import inspect
 import io
-import warnings
+import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
 
 from callbacks.exemplars import ExemplarBuffer, exemplar_caption, exemplar_figure_png
@@ -31,7 +34,16 @@ from callbacks.report import (
     write_results_json,
 )
 from explainers import explain
+from lightning_modules.console import ignore_warning
 from metrics import GradientSignPerturbation, PartLocalization, PerturbationScore, SampleCount
+
+# Changes whenever the perturbation protocol changes, so that results of different protocols are
+# never mixed silently (run.json carries it).
+WHYNOT_PROTOCOL = 1
+# Lightning advises sync_dist=True for every epoch-level value logged under DDP; the eval/ values
+# are computed by torchmetrics, already reduced across ranks. Raised by Lightning's logger
+# connector after on_test_epoch_end, so the filter must outlive that hook.
+_SYNCED_KEYS_ADVICE = r"It is recommended to use `self\.log\('eval/"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -57,7 +69,8 @@ class ContrastiveEvaluation(Callback):
         gradient_sign: also run GradientSignPerturbation (Figure 3) with ``steps`` and ``eps``.
         localization: run PartLocalization when batches carry part masks.
         num_figures: samples shown in the heat-map grids (0: no figures).
-        output_dir: where results.json / report.md / figures go; None -> the trainer's log dir.
+        output_dir: where results.json / report.md / run.json / figures go; None -> ``run_dir``
+            when evaluate.py set it (``E/evaluate/version_<N>``), else the trainer's log dir.
     """
 
     def __init__(
@@ -110,6 +123,10 @@ class ContrastiveEvaluation(Callback):
         self._part_attributes: torch.Tensor | None = None
         self._loc_used = False
         self._device = torch.device("cpu")
+        # Set by evaluate.py: the run folder, the default for output_dir.
+        self.run_dir: Path | None = None
+        self._output_dir: Path | None = None
+        self.written: list[Path] = []
 
     # ----------------------------------------------------------------------------------- set-up
     def _data_stats(self, trainer: Trainer) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -140,6 +157,18 @@ class ContrastiveEvaluation(Callback):
                 mean, std, steps=self.steps, eps=self.eps, max_batch=self.max_batch
             )
         return metrics
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Resolve the output folder on every rank (before any rank-zero branch).
+
+        ``trainer.log_dir`` and the broadcast are collectives under DDP: every rank calls them
+        here, so the rank-zero writers at the end call none. All ranks use rank zero's folder.
+        """
+        ignore_warning(_SYNCED_KEYS_ADVICE, PossibleUserWarning)
+        local = self.output_dir or self.run_dir
+        if local is None:
+            local = trainer.log_dir or trainer.default_root_dir
+        self._output_dir = Path(trainer.strategy.broadcast(str(local)))
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Refuse inference mode, then build fresh metrics on the module's device."""
@@ -241,19 +270,19 @@ class ContrastiveEvaluation(Callback):
         return bool(flag > 0)
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Compute, log to every logger, log W&B tables/images, write the report (rank zero)."""
-        self.results = self.compute_results()
-        with warnings.catch_warnings():
-            # The values are already reduced across ranks: Lightning's sync_dist advice is moot.
-            warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
-            pl_module.log_dict(
-                {k: torch.tensor(v) for k, v in self.results.items()}, sync_dist=False,
-                rank_zero_only=True,
-            )
+        """Compute (every rank), log to every logger, then W&B tables and files on rank zero."""
+        self.results = self.compute_results()  # collectives: every rank, same order
+        self.written = []
+        pl_module.log_dict(
+            {k: torch.tensor(v) for k, v in self.results.items()}, sync_dist=False,
+            rank_zero_only=True,
+        )
         for m in self.metrics.values():
             m.reset()
         if not trainer.is_global_zero:
             return
+        # Rank zero only from here on: no collectives below (the output folder was agreed in
+        # setup).
         figures = self._render_figures(trainer)
         self._log_wandb(trainer, figures)
         self._write_outputs(trainer, pl_module, figures)
@@ -310,23 +339,59 @@ class ContrastiveEvaluation(Callback):
                     key=f"eval/{kind}/{method}", images=[Image.open(io.BytesIO(png))]
                 )
 
-    def resolve_output_dir(self, trainer: Trainer) -> Path:
-        """``output_dir`` if given, else the trainer's log dir, else its default root dir."""
-        if self.output_dir is not None:
-            return Path(self.output_dir)
-        return Path(trainer.log_dir or trainer.default_root_dir)
+    def resolve_output_dir(self, trainer: Trainer | None = None) -> Path:
+        """The folder results.json, report.md, run.json and figures/ go to (agreed in setup).
+
+        Never a collective, so rank-zero code may call it. Before ``setup``: ``output_dir`` or
+        ``run_dir`` if given, else ``trainer.default_root_dir``.
+        """
+        if self._output_dir is not None:
+            return self._output_dir
+        local = self.output_dir or self.run_dir
+        if local is None and trainer is not None:
+            local = trainer.default_root_dir
+        if local is None:
+            raise RuntimeError("ContrastiveEvaluation: no output folder before Trainer.test.")
+        return Path(local)
+
+    def settings(self) -> dict[str, Any]:
+        """The callback's arguments and their values (run.json's ``evaluation``)."""
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        return {n: _plain(getattr(self, n)) for n in names if hasattr(self, n)}
+
+    def run_info(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+        """run.json: what was evaluated, how, by how many processes, finished when."""
+        dm = getattr(trainer, "datamodule", None)
+        hp = public_hparams(pl_module)
+        ckpt = trainer.ckpt_path
+        return {
+            "whynot_protocol": WHYNOT_PROTOCOL,
+            "experiment": Path(trainer.default_root_dir).resolve().name,
+            "stage": "evaluate",
+            "dataset": getattr(dm, "name", None) if dm is not None else None,
+            "datamodule": f"{type(dm).__module__}.{type(dm).__qualname__}" if dm is not None
+            else None,
+            "backbone": hp.get("backbone"),
+            "num_classes": int(hp["num_classes"]) if "num_classes" in hp else None,
+            "ckpt_path": str(ckpt) if ckpt else None,
+            "precision": str(trainer.precision),
+            "world_size": int(trainer.world_size),
+            "evaluation": self.settings(),
+            "data": _plain(public_hparams(dm)),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
 
     def _write_outputs(
         self, trainer: Trainer, pl_module: LightningModule, figures: dict[str, bytes]
     ) -> None:
+        """Rank zero: results.json, report.md, figures, then run.json (each atomically)."""
         out = self.resolve_output_dir(trainer)
         write_results_json(out / "results.json", self.results)
-        hp = dict(getattr(pl_module, "hparams", {}))
         dm = getattr(trainer, "datamodule", None)
         info = {
-            "model": {"network": type(pl_module.net).__name__, **hp},
+            "model": {"network": type(pl_module.net).__name__, **public_hparams(pl_module)},
             "data": type(dm).__name__ if dm is not None else "—",
-            "data hyperparameters": dict(getattr(dm, "hparams", {})) if dm is not None else {},
+            "data hyperparameters": public_hparams(dm),
             "ground-truth parts": getattr(dm, "part_names", "—") if self._loc_used else "—",
             "methods": list(self.methods),
             "evaluation": {
@@ -338,5 +403,28 @@ class ContrastiveEvaluation(Callback):
             "processes": trainer.world_size,
         }
         atomic_write_text(out / "report.md", render_report(self.results, info))
+        written = [out / "results.json", out / "report.md"]
         for name, png in figures.items():
-            atomic_write_bytes(out / "figures" / f"{name}.png", png)
+            path = out / "figures" / f"{name}.png"
+            atomic_write_bytes(path, png)
+            written.append(path)
+        info_json = json.dumps(self.run_info(trainer, pl_module), indent=1, sort_keys=True)
+        atomic_write_text(out / "run.json", info_json + "\n")
+        self.written = [*written, out / "run.json"]
+
+
+def public_hparams(obj: Any) -> dict[str, Any]:
+    """``obj.hparams`` without LightningCLI's internal keys (``_class_path``, ``_instantiator``)."""
+    return {k: v for k, v in dict(getattr(obj, "hparams", None) or {}).items()
+            if not k.startswith("_")}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON: tuples -> lists, paths and other objects -> str."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)

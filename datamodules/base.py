@@ -102,6 +102,11 @@ class FineGrainedDataModule(pl.LightningDataModule):
         skip_corrupt: bool = False,
     ) -> None:
         super().__init__()
+        self.save_hyperparameters()  # every init argument, the subclass's too (report, run.json)
+        # Checkpoints store these: a pathlib object would make weights_only=True loads refuse them
+        for key, value in self.hparams.items():
+            if isinstance(value, os.PathLike):
+                self.hparams[key] = os.fspath(value)
         if augment not in AUGMENTS:
             raise ValueError(f"augment={augment!r} is not one of {AUGMENTS}")
         if with_ground_truth and not self.has_ground_truth:

@@ -9,14 +9,16 @@ import torch
 from torchvision.datasets import FGVCAircraft
 
 from datamodules.base import FineGrainedDataModule, SampleList, missing_dataset_error
+from datamodules.dataset_folder import dataset_folder, torchvision_root
 
 LEVEL_FILES = {"variant": "variants.txt", "family": "families.txt",
                "manufacturer": "manufacturers.txt"}
 SOURCE = "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/ (fgvc-aircraft-2013b.tar.gz)"
+FOLDER = "fgvc-aircraft-2013b"
 
 
 class FGVCAircraftDataModule(FineGrainedDataModule):
-    """FGVC-Aircraft 2013b. ``root`` holds ``fgvc-aircraft-2013b/``; official train / val / test.
+    """FGVC-Aircraft 2013b. ``root``: ``fgvc-aircraft-2013b/`` or its parent; official splits.
 
     ``annotation_level``: "variant" (100 classes), "family" (70) or "manufacturer" (30).
     """
@@ -34,8 +36,13 @@ class FGVCAircraftDataModule(FineGrainedDataModule):
         super().__init__(root, **kwargs)
         self.annotation_level = annotation_level
 
+    @property
+    def folder(self) -> Path:
+        """The ``fgvc-aircraft-2013b`` folder itself."""
+        return dataset_folder(self.root, FOLDER, markers=("data/images",))
+
     def _check(self, split: str | None = None) -> Path:
-        data = self.root / "fgvc-aircraft-2013b" / "data"
+        data = self.folder / "data"
         lvl = self.annotation_level
         expected = ["images/", LEVEL_FILES[lvl]] + [f"images_{lvl}_{s}.txt"
                                                     for s in ("train", "val", "test")]
@@ -62,7 +69,7 @@ class FGVCAircraftDataModule(FineGrainedDataModule):
                 if line.strip() and (len(parts) < 2 or parts[1] not in names):
                     raise ValueError(f"Unknown {self.annotation_level} in {labels_file} line {i}: "
                                      f"{line.strip()!r}")
-        ds = FGVCAircraft(str(self.root), split=split, annotation_level=self.annotation_level,
-                          download=False)
+        ds = FGVCAircraft(torchvision_root(data.parent, FOLDER, self.name), split=split,
+                          annotation_level=self.annotation_level, download=False)
         return SampleList([Path(p) for p in ds._image_files],
                           torch.tensor(ds._labels, dtype=torch.long))

@@ -77,15 +77,24 @@ class FineTuneClassifier(LightningModule):
         mean_loss: MeanMetric = getattr(self, f"{stage}_loss")
         metrics.update(logits.detach(), y)
         mean_loss.update(loss.detach(), weight=y.numel())
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=y.numel())
-        if on_step:
+        if stage == "train":
+            self.log("train/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=True,
+                     batch_size=y.numel())
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False,
                      batch_size=y.numel())
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train",
-                      batch_size=y.numel())
+            self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=y.numel())
         return loss
+
+    def _log_epoch(self, stage: str) -> None:
+        """Log the epoch's val/test loss and accuracies (torchmetrics sum them across ranks).
+
+        Logged here, on every rank, rather than in the step: under DDP a rank whose split share is
+        empty runs no step, and Lightning computes (a collective) only the keys a rank logged.
+        """
+        self.log(f"{stage}/loss", getattr(self, f"{stage}_loss"), on_step=False, on_epoch=True,
+                 prog_bar=True)
+        self.log_dict(getattr(self, f"{stage}_metrics"), on_step=False, on_epoch=True,
+                      prog_bar=True)
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         """Cross-entropy on ``(images [B,3,H,W], labels [B], ...)``."""
@@ -98,6 +107,14 @@ class FineTuneClassifier(LightningModule):
     def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         """Loss and accuracy on a test batch."""
         self._step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val/loss``, ``val/acc``, ``val/acc_top5``."""
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        """Log ``test/loss``, ``test/acc``, ``test/acc_top5``."""
+        self._log_epoch("test")
 
     def predict_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         """Logits ``[B, C]``."""
@@ -123,15 +140,45 @@ class FineTuneClassifier(LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse a checkpoint whose head has another class count, naming both numbers."""
-        key = f"net.{self.head_name}.weight"
+        """Refuse a checkpoint of another backbone or class count with one clear message.
+
+        Runs before Lightning loads the state dict, so a mismatch never ends in
+        ``load_state_dict``'s list of dozens of size mismatches.
+        """
+        where = self._trainer.ckpt_path if self._trainer is not None else None
+        name = f"checkpoint {where}" if where else "the checkpoint"
         state = checkpoint.get("state_dict", {})
+        theirs = checkpoint.get("hyper_parameters", {}).get("backbone")
+        ours = self.hparams.backbone
+        if theirs is not None and theirs != ours:
+            raise ValueError(
+                f"{name} holds a {theirs!r} model, but the configured backbone is {ours!r}: "
+                f"evaluate/test it with --model.backbone {theirs} (or the experiment config it "
+                f"was trained with), or pass a checkpoint of a {ours!r} model.")
+        shapes = {k: v.shape for k, v in self.state_dict().items()}
+        net_keys = {k for k in state if k.startswith("net.")}
+        own_net = {k for k in shapes if k.startswith("net.")}
+        if state and net_keys != own_net:
+            missing, unexpected = sorted(own_net - net_keys), sorted(net_keys - own_net)
+            raise ValueError(
+                f"{name} does not fit the configured {ours!r} backbone (its hyper_parameters name "
+                f"{theirs or 'no backbone'}): {len(missing)} of the model's weights are missing "
+                f"(e.g. {missing[:2]}), {len(unexpected)} are unknown (e.g. {unexpected[:2]}). "
+                "Pass the checkpoint train.py wrote for this experiment, or set --model.backbone "
+                "to the backbone it was trained with.")
+        key = f"net.{self.head_name}.weight"
         if key in state:
             ckpt_classes = state[key].shape[0]
             if ckpt_classes != self.hparams.num_classes:
-                where = self._trainer.ckpt_path if self._trainer is not None else None
                 raise ValueError(
-                    f"checkpoint {where or ''} has {ckpt_classes} classes but the model/data have "
+                    f"{name} has {ckpt_classes} classes but the model/data have "
                     f"{self.hparams.num_classes}: the checkpoint was trained on another dataset; "
                     "use the data config it was trained with, or fine-tune from it with "
                     "model.pretrained=<checkpoint> (the head is then re-initialised).")
+        wrong = [k for k, v in state.items() if k in shapes and k != key and v.shape != shapes[k]]
+        if wrong:
+            raise ValueError(
+                f"{name} does not fit the configured {ours!r} backbone: {len(wrong)} weights have "
+                f"other shapes (e.g. {wrong[0]}: {tuple(state[wrong[0]].shape)} in the checkpoint, "
+                f"{tuple(shapes[wrong[0]])} in the model). It was trained with other backbone "
+                "settings; use the config it was trained with.")

@@ -187,3 +187,17 @@ def test_paper_augment_output_shape(tmp_path: Path) -> None:
     dm.setup()
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (2, 3, 32, 32) and y.dtype == torch.long
+
+
+def test_hparams_hold_no_path_objects(tmp_path: Path) -> None:
+    """A Path root is stored as str: checkpoints carry these hparams and must load weights-only."""
+    import io
+
+    make_food101(tmp_path)
+    dm = Food101DataModule(root=tmp_path, image_size=32)
+    assert dm.hparams["root"] == str(tmp_path) and dm.root == tmp_path
+    buf = io.BytesIO()
+    torch.save({"datamodule_hyper_parameters": dict(dm.hparams)}, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=True)
+    assert loaded["datamodule_hyper_parameters"]["image_size"] == 32

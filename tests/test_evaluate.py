@@ -9,13 +9,16 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import struct
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,6 +111,10 @@ def test_results_json_keys_csv_log_report_and_figures(deps: None, tmp_path: Path
     report = (tmp_path / "run" / "report.md").read_text()
     assert "GaussBlur Pos ori" in report and "localisation" in report
     assert on_disk["eval/num_samples"] == NUM_TEST
+    assert "**num_test**: 13" in report  # the data settings (datamodule hparams) are recorded
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["world_size"] == 1 and info["data"]["num_test"] == NUM_TEST
+    assert info["evaluation"]["threshold"] is None and info["ckpt_path"] is None
     assert sorted(os.listdir(tmp_path / "run" / "figures")) == [
         "exemplars_gradcam.png", "exemplars_linear_approx.png",
         "heatmaps_gradcam.png", "heatmaps_linear_approx.png",
@@ -141,6 +148,10 @@ def _read_wandb_history(path: Path) -> tuple[dict[str, object], bool]:
             buf = b""
             kind_name = record.WhichOneof("record_type")
             closed |= kind_name == "exit"
+            if kind_name == "run":  # the run's identity: name, group, job type
+                run = record.run
+                values.update({"_run/display_name": run.display_name,
+                               "_run/run_group": run.run_group, "_run/job_type": run.job_type})
             items = {"history": record.history.item, "summary": record.summary.update}
             for item in items.get(kind_name, ()):
                 values[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
@@ -187,13 +198,24 @@ def test_wandb_offline_run_holds_the_logged_values(
     assert list((run_dir / "files" / "media" / "table").rglob("*.table.json"))
 
 
-def _experiment_yaml(tmp: Path, ckpt: Path | None = None) -> Path:
+# ------------------------------------------------------------------ evaluate.py as printed
+# The README's command, `python evaluate.py --config configs/synthetic.yaml --ckpt_path CKPT`, on a
+# shrunken copy of the synthetic experiment (tiny_vgg, 32 px, 13 test images, steps [1]); the DDP
+# runs change only devices / accelerator / strategy.
+SHRINK = ["--evaluation.threshold", "null", "--evaluation.steps", "[1]",
+          "--evaluation.num_figures", "1", "--evaluation.max_batch", "64"]
+DDP = ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu"]
+
+
+def _experiment_yaml(tmp: Path, data: dict | None = None) -> Path:
+    """The synthetic experiment, shrunk, writing to ``tmp/tiny_synthetic`` (E)."""
     cfg = {
         "seed_everything": 0,
-        "trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False,
-                    "enable_model_summary": False, "default_root_dir": str(tmp)},
+        "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
+                    "enable_model_summary": False,
+                    "default_root_dir": str(tmp / "tiny_synthetic")},
         "model": {"backbone": "tiny_vgg"},
-        "data": {"class_path": "datamodules.SyntheticDataModule", "init_args": DATA},
+        "data": {"class_path": "datamodules.SyntheticDataModule", "init_args": data or DATA},
     }
     path = tmp / "experiment.yaml"
     path.write_text(json.dumps(cfg))  # JSON is YAML
@@ -218,50 +240,168 @@ def _checkpoint(tmp: Path) -> Path:
     return path
 
 
-def _evaluate_cli(tmp: Path, ckpt: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    args = [
-        sys.executable, str(ROOT / "evaluate.py"), "--config", str(_experiment_yaml(tmp)),
-        "--ckpt_path", str(ckpt), "--evaluation.output_dir", str(out),
-        "--evaluation.threshold", "null", "--evaluation.steps", "[1]",
-        "--evaluation.num_figures", "1", "--evaluation.max_batch", "64", *extra,
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(args, cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny_vgg checkpoint (3 steps on the shrunken synthetic set) for the whole module."""
+    _need("lightning_modules", "FineTuneClassifier")
+    return _checkpoint(tmp_path_factory.mktemp("checkpoint"))
 
 
-def test_ddp_two_processes_equal_one(deps: None, tmp_path: Path) -> None:
-    """2 gloo processes on an odd-sized test set give the numbers of 1 process (to 1e-6)."""
-    ckpt = _checkpoint(tmp_path)
-    one = _evaluate_cli(tmp_path, ckpt, tmp_path / "one", "--trainer.devices", "1")
-    assert one.returncode == 0, one.stderr[-3000:]
-    assert "GaussBlur" in one.stdout  # the paper-layout table is printed
-    two = _evaluate_cli(
-        tmp_path, ckpt, tmp_path / "two", "--trainer.devices", "2",
-        "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu",
-    )
-    assert two.returncode == 0, two.stderr[-3000:]
-    r1 = json.loads((tmp_path / "one" / "results.json").read_text())
-    r2 = json.loads((tmp_path / "two" / "results.json").read_text())
-    assert r1["eval/count/gradcam"] == NUM_TEST and r2["eval/count/gradcam"] == NUM_TEST
-    assert set(r1) == set(r2)
-    for key in r1:
-        assert r2[key] == pytest.approx(r1[key], abs=1e-6), key
-    assert (tmp_path / "one" / "report.md").is_file()
+def _env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    # No ~/.netrc W&B login: W&B stays offline.
+    return {**env, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HOME": str(tmp)}
 
 
-def test_class_count_mismatch_is_a_clear_error(deps: None, tmp_path: Path) -> None:
-    ckpt = _checkpoint(tmp_path)
-    res = _evaluate_cli(tmp_path, ckpt, tmp_path / "bad", "--data.init_args.num_classes", "6")
-    assert res.returncode != 0
-    tail = res.stderr[-2000:]
-    assert "10" in tail and "6" in tail and "class" in tail.lower(), tail
+def _evaluate_cli(tmp: Path, ckpt: Path, *extra: str, data: dict | None = None,
+                  env: dict[str, str] | None = None, launcher: tuple[str, ...] = ()
+                  ) -> subprocess.CompletedProcess:
+    """``python [launcher] evaluate.py --config <experiment> --ckpt_path CKPT <shrink> <extra>``
+    in ``tmp``."""
+    args = [sys.executable, *launcher, str(ROOT / "evaluate.py"), "--config",
+            str(_experiment_yaml(tmp, data)), "--ckpt_path", str(ckpt), *SHRINK, *extra]
+    return subprocess.run(args, cwd=tmp, env={**_env(tmp), **(env or {})}, capture_output=True,
+                          text=True, timeout=300)
 
 
-def test_missing_checkpoint_names_the_path(deps: None, tmp_path: Path) -> None:
+def _only_results(tmp: Path) -> tuple[Path, dict[str, float]]:
+    """The one results.json under ``tmp``: it must be ``E/evaluate/version_0/results.json``."""
+    found = sorted(tmp.rglob("results.json"))
+    run = tmp / "tiny_synthetic" / "evaluate" / "version_0"
+    assert found == [run / "results.json"], found
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
+    return run, json.loads(found[0].read_text())
+
+
+@pytest.fixture(scope="module")
+def one_process(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
+        Path, subprocess.CompletedProcess]:
+    """The 1-process run every DDP run is compared with: its folder and the process."""
+    tmp = tmp_path_factory.mktemp("one_process")
+    return tmp, _evaluate_cli(tmp, checkpoint)
+
+
+def test_evaluate_writes_the_run_folder(
+    deps: None, checkpoint: Path, one_process: tuple[Path, subprocess.CompletedProcess]
+) -> None:
+    """No --evaluation.output_dir: everything in E/evaluate/version_0, run.json as specified."""
+    tmp, proc = one_process
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "GaussBlur" in proc.stdout  # the paper-layout table is printed
+    run, results = _only_results(tmp)
+    assert results["eval/count/gradcam"] == NUM_TEST
+    names = {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
+    assert {"config.yaml", "metrics.csv", "results.json", "report.md", "run.json",
+            "figures/heatmaps_gradcam.png", "figures/heatmaps_linear_approx.png"} <= names
+    e = tmp / "tiny_synthetic"
+    assert sorted(p.name for p in e.iterdir()) == ["evaluate"]  # no checkpoints/, lightning_logs/
+    info = json.loads((run / "run.json").read_text())
+    assert info["whynot_protocol"] == 1 and info["stage"] == "evaluate"
+    assert info["experiment"] == "tiny_synthetic" and info["dataset"] == "synthetic"
+    assert info["datamodule"] == "datamodules.synthetic.SyntheticDataModule"
+    assert (info["backbone"], info["num_classes"]) == ("tiny_vgg", 10)
+    assert info["ckpt_path"] == str(checkpoint) and info["world_size"] == 1
+    assert info["precision"] == "32-true"
+    assert info["evaluation"]["methods"] == ["gradcam", "linear_approx"]
+    assert info["evaluation"]["steps"] == [1] and info["evaluation"]["threshold"] is None
+    assert info["data"]["num_test"] == NUM_TEST and info["data"]["with_ground_truth"] is True
+    finished = datetime.fromisoformat(info["finished"])
+    assert finished.utcoffset() == timedelta(0)
+    assert abs((datetime.now(UTC) - finished).total_seconds()) < 3600
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["ckpt_path"] == str(checkpoint) and saved["evaluation"]["steps"] == [1]
+    # The success message names the files, all of which exist.
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("evaluate.py finished:")]
+    listed = line.split(": ", 1)[1].rsplit(" in ", 1)
+    assert Path(listed[1]) == run
+    for name in listed[0].split(", "):
+        assert (run / name).is_file(), name
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("case", ["plain", "wandb", "no_gradient_sign", "torchrun"])
+def test_ddp_two_processes_equal_one(
+    deps: None, checkpoint: Path, one_process: tuple[Path, subprocess.CompletedProcess],
+    tmp_path: Path, case: str
+) -> None:
+    """2 gloo processes, the README's command (no output_dir): one results.json, = 1 process.
+
+    Lightning starts rank 1 by re-running the command once rank 0 runs; torchrun starts both at
+    once. Either way the ranks agree on one run folder, version_0.
+    """
+    extra = {"no_gradient_sign": ["--evaluation.gradient_sign", "false"],
+             "wandb": ["--config", str(ROOT / "configs" / "logger" / "wandb.yaml")]}.get(case, [])
+    launcher = ("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                str(_free_port())) if case == "torchrun" else ()
+    proc = _evaluate_cli(tmp_path, checkpoint, *DDP, *extra, launcher=launcher)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "sync_dist" not in proc.stderr  # Lightning's advice for already-reduced values
+    run, two = _only_results(tmp_path)
+    _, one = _only_results(one_process[0])
+    if case == "no_gradient_sign":
+        assert not any("/gradient" in k for k in two)
+        one = {k: v for k, v in one.items() if "/gradient" not in k}
+    assert set(two) == set(one) and two["eval/count/gradcam"] == NUM_TEST
+    for key in one:
+        assert two[key] == pytest.approx(one[key], abs=1e-6), key
+    info = json.loads((run / "run.json").read_text())
+    assert info["world_size"] == 2
+    assert info["evaluation"]["gradient_sign"] is (case != "no_gradient_sign")
+    assert (run / "config.yaml").is_file() and (run / "report.md").is_file()
+    if case == "wandb":
+        (wandb_run,) = (tmp_path / "tiny_synthetic" / "wandb").glob("offline-run-*")
+        logged = _read_closed_wandb_run(wandb_run)
+        assert logged["_run/display_name"] == "tiny_synthetic/evaluate/version_0"
+        assert logged["_run/run_group"] == "tiny_synthetic"
+        assert logged["_run/job_type"] == "evaluate"
+        assert logged["eval/count/gradcam"] == NUM_TEST
+
+
+def test_ddp_split_smaller_than_the_world(deps: None, checkpoint: Path, tmp_path: Path) -> None:
+    """A 1-image test split on 2 ranks: rank 1 has nothing and contributes nothing."""
+    data = {**DATA, "num_test": 1}
+    for sub in ("one", "two"):
+        (tmp_path / sub).mkdir()
+    proc = _evaluate_cli(tmp_path / "two", checkpoint, *DDP, data=data)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, two = _only_results(tmp_path / "two")
     from callbacks.cli import main
 
-    with pytest.raises(FileNotFoundError, match=r"nope\.ckpt"):
+    one = main(["--config", str(_experiment_yaml(tmp_path / "one", data)),
+                "--ckpt_path", str(checkpoint), *SHRINK])
+    assert one["eval/count/gradcam"] == 1 and set(two) == set(one)
+    for key in one:
+        assert two[key] == pytest.approx(one[key], abs=1e-6), key
+
+
+def test_class_count_mismatch_is_a_clear_error(
+    deps: None, checkpoint: Path, tmp_path: Path
+) -> None:
+    res = _evaluate_cli(tmp_path, checkpoint, "--data.init_args.num_classes", "6")
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    (line,) = [x for x in res.stderr.splitlines() if x.startswith("evaluate.py: error:")]
+    assert "has 10 classes but the model/data have 6" in line
+    # The failed try leaves no run folder behind.
+    assert not list(tmp_path.rglob("version_*"))
+
+
+def test_missing_checkpoint_names_the_path(
+    deps: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from callbacks.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
         main(["--config", str(_experiment_yaml(tmp_path)), "--ckpt_path", "nope.ckpt"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "\nevaluate.py: error: checkpoint 'nope.ckpt' does not exist" in f"\n{err}", err
+    assert "Traceback" not in err
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from tests.dataset_layouts import (
     make_food101,
     make_stanford_cars,
 )
+from tests.test_evaluate import _read_closed_wandb_run
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -111,31 +112,41 @@ def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
     assert not torch.equal(first["net.features.0.weight"], full["net.features.0.weight"])
     for k in full:
         assert torch.equal(full[k], resumed[k]), k
-    rows = list(csv.DictReader((tmp_path / "a" / "csv" / "version_0" / "metrics.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "a" / "fit" / "version_0" / "metrics.csv").open()))
     cols = set(rows[0])
     assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_top5", "lr-SGD"} <= cols
     assert sum(1 for r in rows if r["val/acc"]) == 3
+    # One run folder per try: the resumed fit is b's version_1, next to the first try's logs.
+    assert sorted(p.name for p in (tmp_path / "b" / "fit").iterdir()) == ["version_0", "version_1"]
+    for run in (tmp_path / "b" / "fit").iterdir():
+        assert {"config.yaml", "metrics.csv", "hparams.yaml"} <= {p.name for p in run.iterdir()}
 
 
 def test_wandb_offline_saves_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("WANDB_MODE", "WANDB_API_KEY"):
+    """The W&B preset as shipped: offline run in E/wandb, named by experiment/stage/version."""
+    for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_NAME", "WANDB_JOB_TYPE", "WANDB_TAGS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login
     monkeypatch.setenv("WANDB_SILENT", "true")
-    root = tmp_path / "run"
-    preset = tmp_path / "wandb.yaml"
-    preset.write_text((CONFIGS / "logger" / "wandb.yaml").read_text().replace(
-        "save_dir: outputs", f"save_dir: {root}"))
-    TrainCLI(args=["fit", "--config", str(CONFIGS / "synthetic.yaml"),
-                   "--config", str(preset), *QUIET,
-                   *tiny_data("synthetic", tmp_path), "--trainer.max_steps", "2",
-                   "--trainer.limit_val_batches", "1",
-                   "--trainer.default_root_dir", str(root)])
+    monkeypatch.setenv("WANDB_RUN_GROUP", "sweep-7")  # the environment wins over the CLI's group
+    root = tmp_path / "tiny_run"
+    cli = TrainCLI(args=["fit", "--config", str(CONFIGS / "synthetic.yaml"),
+                         "--config", str(CONFIGS / "logger" / "wandb.yaml"), *QUIET,
+                         *tiny_data("synthetic", tmp_path), "--trainer.max_steps", "2",
+                         "--trainer.limit_val_batches", "1",
+                         "--trainer.default_root_dir", str(root)])
     runs = list((root / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     saved = yaml.safe_load((runs[0] / "files" / "config.yaml").read_text())
     assert saved["model"]["backbone"] == "tiny_vgg"
-    assert list((root / "csv").glob("version_*/metrics.csv"))
+    assert sorted(p.name for p in (root / "fit").iterdir()) == ["version_0"]
+    assert (root / "fit" / "version_0" / "metrics.csv").is_file()
+    assert (root / "fit" / "version_0" / "config.yaml").is_file()
+    assert any(type(lg).__name__ == "OfflineWandbLogger" for lg in cli.trainer.loggers)
+    logged = _read_closed_wandb_run(runs[0])  # train.py finished the run
+    assert logged["_run/display_name"] == "tiny_run/fit/version_0"
+    assert logged["_run/run_group"] == "sweep-7" and logged["_run/job_type"] == "fit"
+    assert logged["trainer/global_step"] == 1 and logged["train/loss"] > 0  # step index 1: the 2nd
 
 
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
@@ -151,8 +162,12 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (root / "checkpoints" / "last.ckpt").is_file()
-    rows = list(csv.DictReader(next((root / "csv").glob("version_*/metrics.csv")).open()))
+    # Both ranks agreed on one run folder: version_0, nothing else.
+    assert sorted(p.name for p in (root / "fit").iterdir()) == ["version_0"]
+    rows = list(csv.DictReader((root / "fit" / "version_0" / "metrics.csv").open()))
     assert any(r["val/acc"] for r in rows) and any(r["train/loss"] for r in rows)
+    assert (root / "fit" / "version_0" / "config.yaml").is_file()
+    assert sorted(p.name for p in root.iterdir()) == ["checkpoints", "fit"]
 
 
 @pytest.mark.slow
