@@ -1,11 +1,12 @@
 """The evaluation in every precision Lightning offers, against float32, and the metric-state dtype.
 
-Measured on the CPU (tiny_vgg, 32 px, 16 synthetic test images, gradcam + linear_approx, a model
-fitted for one epoch on 200 images), the largest absolute difference of any results.json value to
-32-true (gradient sign with n = 1, 2): bf16-mixed 0.030, bf16-true 0.006, 16-true 0.0006, real fp16 autocast 0.0007 (16-mixed
-is bf16-mixed on a CPU); `clean_acc`, `delta_acc` and `count` agreed exactly. The large ones are
-threshold/equal-masking `prob` values: a map value near 0 changes sign in bf16 (8 significant
-bits), one image's mask changes, and the mean over 16 images moves by 1/16 of that image's jump.
+Measured on the CPU (tiny_vgg, 32 px, 16 synthetic test images, gradcam + linear_approx, gradient
+sign n = 1, 2, a model fitted for one epoch on 200 images), the largest absolute difference of any
+results.json value to 32-true: bf16-mixed 0.030, bf16-true 0.006, 16-true 0.0006, real fp16
+autocast 0.0007 (16-mixed is bf16-mixed on a CPU); `clean_acc`, `delta_acc` and `count` agreed
+exactly. The large ones are threshold/equal-masking `prob` values: a map value near 0 changes
+sign in bf16 (8 significant bits), one image's mask changes, and the mean over 16 images moves
+by 1/16 of that image's jump.
 TOLERANCE is what the README states.
 """
 
