@@ -89,6 +89,10 @@ class GradientSignPerturbation(Metric):
         self._input_cost: dict[tuple[object, ...], tuple[int, int]] = {}
         self.register_buffer("_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        # step sizes: python-float eps / n, as the plain loop writes them (same float32 rounding);
+        # a buffer, so that no update copies them to the device
+        alpha = torch.tensor([self.eps / n for n in self.steps], dtype=torch.float32)
+        self.register_buffer("_alpha", alpha)
         shape = (len(self.contrasts), len(self.steps), len(QUANTITIES))
         # float64 sums; set_dtype(metric_state_dtype(device)) before moving to a device without
         self.add_state("delta_sum", torch.zeros(shape, dtype=torch.float64), dist_reduce_fx="sum")
@@ -100,15 +104,20 @@ class GradientSignPerturbation(Metric):
         """Inputs per gradient pass with ``vjp_rows`` VJP rows each; ``example [1, 3, H, W]``."""
         if self.memory_budget is None:
             return 1 << 62
+        saved, widest = self.input_cost(model, example)
+        image = example[0].numel() * 4  # a float32 input and each float32 gradient row
+        per_input = saved + image + vjp_rows * (2 * widest + image)
+        return max(1, self.memory_budget // per_input)
+
+    def input_cost(self, model: nn.Module, example: Tensor) -> tuple[int, int]:
+        """(saved bytes, widest saved tensor) per input of an input-gradient forward, measured
+        once per model, input shape, dtype, device and autocast state."""
         key = (id(model), tuple(example.shape[1:]), input_dtype(model), example.device,
                torch.is_autocast_enabled(example.device.type),
                torch.get_autocast_dtype(example.device.type))
         if key not in self._input_cost:
             self._input_cost[key] = graph_bytes_per_input(model, example)
-        saved, widest = self._input_cost[key]
-        image = example[0].numel() * 4  # a float32 input and each float32 gradient row
-        per_input = saved + image + vjp_rows * (2 * widest + image)
-        return max(1, self.memory_budget // per_input)
+        return self._input_cost[key]
 
     def _normalise(self, pixels: Tensor) -> Tensor:
         return (pixels - self._mean) / self._std
@@ -135,14 +144,12 @@ class GradientSignPerturbation(Metric):
         b, n_c, n_s = x.shape[0], len(self.contrasts), len(self.steps)
         x0 = x * self._std + self._mean
         lo, hi = (x0 - self.eps).clamp(min=0), (x0 + self.eps).clamp(max=1)
-        # python-float eps / n, as the plain loop writes it (same float32 rounding)
-        # (explicit dtypes: under 16-true Lightning makes float16 the default dtype)
-        alpha = torch.tensor([self.eps / n for n in self.steps], dtype=x.dtype, device=x.device)
+        alpha = self._alpha
 
         # The clean image: one forward, one VJP row per contrast, and the clean scores.
         per = self.rows_per_chunk(model, x[:1], n_c)
         # every (n, contrast) run's point, [S, n_c, B, 3, H, W]; steps sorted, so runs that still
-        # move at a step are a tail along S
+        # move at a step are a tail along S (dtype explicit: 16-true makes float16 the default)
         xp = torch.empty(n_s, n_c, *x.shape, dtype=x.dtype, device=x.device)
         clean = []
         for i in range(0, b, per):
