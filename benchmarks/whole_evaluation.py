@@ -317,8 +317,14 @@ def project_cub_hours(result: dict[str, float], share: float) -> float:
 
 
 # ---------------------------------------------------------------------------- memory project
-def project_memory(batch: int = 128, precision: str = "32-true") -> dict[str, float]:
-    """Peak memory of a VGG-16-BN 224 px evaluation at data batch ``batch``, phase by phase.
+def project_memory(
+    batch: int = 128,
+    precision: str = "32-true",
+    backbone: str = "vgg16_bn",
+    size: int = 224,
+    budget: int | None = None,
+) -> dict[str, float]:
+    """Peak memory of an evaluation (VGG-16-BN, 224 px) at data batch ``batch``, phase by phase.
 
     Each phase's peak above its starting level is measured at two small sizes with the real
     code and extrapolated linearly to its size at ``batch``: the explain forward + VJP (``batch``
@@ -336,13 +342,15 @@ def project_memory(batch: int = 128, precision: str = "32-true") -> dict[str, fl
     from metrics.perturbation_score import _chunks
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    spec = BACKBONES["vgg16_bn"]
+    spec = BACKBONES[backbone]
     plugin = _precision(precision, device)
-    model = plugin.convert_module(build_backbone("vgg16_bn", 200, None).eval().to(device))
+    model = plugin.convert_module(build_backbone(backbone, 200, None).eval().to(device))
     net = InPrecision(model, plugin.forward_context)
     layer = "net." + spec.explain_layer
-    x = torch.randn(4, 3, 224, 224, device=device)
+    x = torch.randn(4, 3, size, size, device=device)
     gsp = GradientSignPerturbation((0.5,) * 3, (0.25,) * 3).to(device)
+    if budget is not None:
+        gsp.memory_budget = budget
     n_c, n_s = len(gsp.contrasts), len(gsp.steps)
     per_image_rows = 48  # 3 baselines x 2 modes x 2 maskings x 2 contrasts x 2 ranks
     perturbed_rows = max(i1 - i0 for i0, i1, _ in _chunks(batch, per_image_rows, 256)) * 48
@@ -376,7 +384,7 @@ def project_memory(batch: int = 128, precision: str = "32-true") -> dict[str, fl
     chunk_clean = min(batch, gsp.rows_per_chunk(net, x[:1], n_c))
     chunk_step = min(batch * n_c * (n_s - 1), gsp.rows_per_chunk(net, x[:1], 1))
     weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-    image = 3 * 224 * 224 * 4
+    image = 3 * size * size * 4
     state = (n_s * n_c + 4) * batch * image  # every run's point, x, x0, lo, hi
     phases = {}
     for name, fn, size, sizes in (
