@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import statistics
 import threading
@@ -419,7 +420,10 @@ def main() -> None:
     parser.add_argument("--project-memory", type=int, metavar="B", nargs="?", const=128,
                         help="project the peak memory at data batch B (VGG-16-BN, 224 px)")
     parser.add_argument("--skip-timing", action="store_true", help="only --project-memory")
+    parser.add_argument("--json", metavar="PATH", help="also write the numbers to PATH (JSON)")
     args = parser.parse_args()
+    written: dict[str, object] = {"precision": args.precision,
+                                  "device": "cuda" if torch.cuda.is_available() else "cpu"}
     if not args.skip_timing:
         r = run(quick=args.quick, images=args.images, batch=args.batch, repeats=args.repeats,
                 precision=args.precision)
@@ -446,6 +450,7 @@ def main() -> None:
             print(f"projected CUB test split ({CUB_TEST_IMAGES} images, p_t2 > 0.1 share "
                   f"{share:.2f}): {project_cub_hours(r, share):.2f} h")
         print(f"efficiency {r['efficiency']:.3f} (goal >= {GOAL})")
+        written["timing"] = r
     if args.project_memory:
         p = project_memory(args.project_memory, args.precision)
         for key, value in p.items():
@@ -453,6 +458,10 @@ def main() -> None:
         fits = "fits" if p["peak_gib"] < 24e9 / GiB else "does NOT fit"
         print(f"projected peak at data batch {args.project_memory}: {p['peak_gib']:.2f} GiB "
               f"({fits} 24 GB)")
+        written["memory_projection"] = p
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(written, fh, indent=1, sort_keys=True)
 
 
 if __name__ == "__main__":
