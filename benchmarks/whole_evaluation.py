@@ -400,7 +400,7 @@ def project_memory(
         phases[f"{name}_per_row_mib"] = per / 2**20
         phases[f"{name}_rows"] = float(size)
     saved, widest = gsp.input_cost(net, x[:1])
-    phases["gs_estimate_per_row_mib"] = (saved + image + 2 * widest + image) / 2**20
+    phases["gs_estimate_per_row_mib"] = (saved + image + 2 * widest + 2 * image) / 2**20
     phases["peak_gib"] = max(phases[k] for k in ("explain", "perturbed_forward",
                                                   "gs_clean_chunk", "gs_step_chunk"))
     phases["batch"] = float(batch)

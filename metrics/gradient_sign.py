@@ -38,8 +38,9 @@ class GradientSignPerturbation(Metric):
     Memory: gradient passes are chunked so that one chunk's autograd graph fits ``memory_budget``
     bytes (None: no limit). The cost of an input is measured once per input shape, dtype and model
     (``explainers.memory.graph_bytes_per_input``: saved-tensor bytes of a 1- vs 2-image forward)
-    as saved bytes + input + R x (2 x its widest saved tensor + input) for R VJP rows: the
-    gradients in flight and the result. The no-grad score forwards are chunked by ``max_batch``.
+    as saved bytes + input + 2 x its widest saved tensor (the gradients in flight: input-space
+    rows go back one at a time) + 2 x R x input (R rows' results and their stacked copy). The
+    no-grad score forwards are chunked by ``max_batch``.
 
     Averages are per-sample sums / count, so DDP is exact (the reproduction averaged per-batch
     means). Steps, clamps and deltas run in float32 whatever the model's precision (inputs are
@@ -106,7 +107,9 @@ class GradientSignPerturbation(Metric):
             return 1 << 62
         saved, widest = self.input_cost(model, example)
         image = example[0].numel() * 4  # a float32 input and each float32 gradient row
-        per_input = saved + image + vjp_rows * (2 * widest + image)
+        # input-space rows go back one at a time (explainers.engine._backward): two of the
+        # widest activations' gradients in flight, each row's result and its stacked copy
+        per_input = saved + image + 2 * widest + 2 * vjp_rows * image
         return max(1, self.memory_budget // per_input)
 
     def input_cost(self, model: nn.Module, example: Tensor) -> tuple[int, int]:

@@ -61,7 +61,7 @@ def test_memory_projection_uses_the_budget_s_chunks() -> None:
     gsp = GradientSignPerturbation((0.5,) * 3, (0.25,) * 3, memory_budget=budget)
     tiny = build_backbone("tiny_vgg", 200, None).eval()
     saved, widest = gsp.input_cost(tiny, torch.zeros(1, 3, 32, 32))
-    per_row = saved + 2 * 3 * 32 * 32 * 4 + 2 * widest
+    per_row = saved + 3 * 3 * 32 * 32 * 4 + 2 * widest
     assert p["gs_estimate_per_row_mib"] == pytest.approx(per_row / 2**20)
     assert p["gs_step_chunk_rows"] == min(8 * 4 * 2, budget // per_row)
     assert p["explain_rows"] == 8 and p["perturbed_forward_rows"] == 5 * 48

@@ -81,12 +81,15 @@ def test_hooks_removed_when_forward_raises(tiny_vgg: nn.Module, images: Tensor) 
 
 def test_one_forward_and_one_backward(tiny_vgg: nn.Module, images: Tensor,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = {"forward": 0, "grad": 0}
+    """One forward; at a hooked layer one batched backward for all rows; in input space (the
+    whole network) one backward per row over the same graph, measured faster than vmap's."""
+    calls: dict[str, object] = {"forward": 0, "rows": []}
     real_grad = torch.autograd.grad
 
     def counting_grad(*args: object, **kwargs: object) -> tuple[Tensor, ...]:
-        calls["grad"] += 1
-        assert kwargs.get("is_grads_batched") is True
+        (rows,) = args[2]
+        batched = kwargs.get("is_grads_batched", False)
+        calls["rows"].append(rows.shape[0] if batched else 1)
         return real_grad(*args, **kwargs)
 
     def count_forward(_m: nn.Module, _i: object) -> None:
@@ -94,10 +97,12 @@ def test_one_forward_and_one_backward(tiny_vgg: nn.Module, images: Tensor,
 
     monkeypatch.setattr(torch.autograd, "grad", counting_grad)
     handle = tiny_vgg.register_forward_pre_hook(count_forward)
-    for method, layer in (("gradcam++", "features.12"), ("integrated_gradients", None)):
-        calls.update(forward=0, grad=0)
+    for method, layer, rows in (("gradcam++", "features.12", [12]),
+                                ("integrated_gradients", None, [1] * 12),
+                                ("gradient", None, [1] * 12)):
+        calls.update(forward=0, rows=[])
         explain(tiny_vgg, images, method=method, layer=layer, topk=3, steps=4)
-        assert calls == {"forward": 1, "grad": 1}, method
+        assert calls == {"forward": 1, "rows": rows}, method  # 3 targets x 4 contrasts
     handle.remove()
 
 

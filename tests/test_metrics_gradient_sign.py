@@ -105,12 +105,13 @@ class _Counter:
     def __init__(self, model: nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
         self.grad_inputs: list[int] = []
         self.plain_inputs: list[int] = []
-        self.vjp_rows: list[tuple[int, int]] = []
+        self.backward_inputs: list[int] = []  # inputs of each backward pass (one row each)
         real_grad = torch.autograd.grad
 
         def counting_grad(*args: object, **kwargs: object) -> tuple[Tensor, ...]:
             (rows,) = args[2]
-            self.vjp_rows.append((rows.shape[0], rows.shape[1]))
+            assert not kwargs.get("is_grads_batched") and rows.dim() == 2
+            self.backward_inputs.append(rows.shape[0])
             return real_grad(*args, **kwargs)
 
         def pre(_m: nn.Module, args: tuple[Tensor, ...]) -> None:
@@ -125,17 +126,18 @@ def test_one_pass_per_step_and_one_per_distinct_point(
     data: tuple[nn.Module, Tensor, Tensor], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Defaults (n = 1, 2, 10; 4 contrasts): per image 1 + 4 * (1 + 9) = 41 distinct points, each
-    one forward + backward (the clean one with a VJP row per contrast), in one pass per step."""
+    one forward + backward (the clean one a backward per contrast over its one graph), in one
+    pass per step."""
     model, x, labels = data
     count = _Counter(model, monkeypatch)
     GradientSignPerturbation(MEAN, STD, memory_budget=None).update(model, x, labels)
     count.handle.remove()
     b = x.shape[0]
-    assert len(count.grad_inputs) == 10 == len(count.vjp_rows)  # the clean image + steps 1..9
+    assert len(count.grad_inputs) == 10  # the clean image + steps 1..9
     assert sum(count.grad_inputs) == 41 * b
-    assert count.vjp_rows[0] == (4, b)  # clean: every contrast's row for every image
-    assert count.vjp_rows[1] == (1, 2 * 4 * b)  # step 1: the n = 2 and n = 10 runs
-    assert count.vjp_rows[2:] == [(1, 4 * b)] * 8  # steps 2..9: the n = 10 runs
+    # clean: every contrast's row for every image; step 1: the n = 2 and n = 10 runs of every
+    # contrast, each input with its own row; steps 2..9: the n = 10 runs
+    assert count.backward_inputs == [b] * 4 + [2 * 4 * b] + [4 * b] * 8
     assert count.plain_inputs == [3 * 4 * b]  # final scores of every run, one no-grad pass
 
 
@@ -147,11 +149,10 @@ def test_memory_budget_chunks_with_identical_numbers(
     metric = _metric()
     saved, widest = graph_bytes_per_input(model, x[:1])
     image = 3 * 32 * 32 * 4
-    one_row = saved + image + (2 * widest + image)
-    metric.memory_budget = 5 * one_row  # 5 inputs with 1 VJP row, 2 with 4 rows
+    one_row = saved + image + 2 * widest + 2 * image
+    metric.memory_budget = 5 * one_row  # 5 inputs with 1 VJP row, fewer with 4 rows
     assert metric.rows_per_chunk(model, x[:1], 1) == 5
-    assert metric.rows_per_chunk(model, x[:1], 4) == 5 * one_row // (one_row + 3 * (2 * widest
-                                                                                     + image))
+    assert metric.rows_per_chunk(model, x[:1], 4) == 5 * one_row // (one_row + 6 * image) == 3
     count = _Counter(model, monkeypatch)
     chunked = _results(metric, model, x, labels)
     count.handle.remove()
