@@ -54,6 +54,8 @@ class PeakMemory:
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
+        if device.type == "cpu":
+            _return_freed_memory()
         self.peak = 0  # bytes above the level at entry (CPU) / absolute max allocated (CUDA)
         self.delta = 0  # bytes above the level at entry, both devices
 
@@ -89,6 +91,16 @@ class PeakMemory:
             thread.join()
             self.peak = max(top[0], self.rss())
             self.delta = self.peak - start
+
+
+def _return_freed_memory() -> None:
+    """Make glibc hand large freed blocks back to the OS at once, so that the resident set
+    follows the tensors alive (its adaptive mmap threshold would keep freed activations of up to
+    32 MiB in the heap, and later phases would reuse them unseen)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 17)  # M_MMAP_THRESHOLD = 128 KiB, fixed
 
 
 # --------------------------------------------------------------------------------- recording
@@ -338,6 +350,7 @@ def project_memory(
     from callbacks.precision import InPrecision
     from explainers import explain, explain_rows
     from explainers.engine import input_dtype
+    from explainers.memory import graph_bytes_per_input
     from lightning_modules.backbones import BACKBONES, build_backbone
     from metrics import GradientSignPerturbation
     from metrics.perturbation_score import _chunks
@@ -401,10 +414,33 @@ def project_memory(
         phases[f"{name}_rows"] = float(size)
     saved, widest = gsp.input_cost(net, x[:1])
     phases["gs_estimate_per_row_mib"] = (saved + image + 2 * widest + 2 * image) / 2**20
+    phases["gs_estimate_per_row_mib_4_rows"] = (saved + image + 5 * widest + 8 * image) / 2**20
+    phases["gs_saved_per_input_mib"] = saved / 2**20
+    # what the explain forward keeps for backward per image: the engine's forward (detached
+    # parameters) against a plain forward whose parameters require grad
+    phases["explain_saved_per_image_mib"] = graph_bytes_per_input(
+        net, x[:1], layer)[0] / 2**20
+    phases["explain_saved_per_image_mib_params_grad"] = _plain_saved_per_input(
+        net, x[:1], layer) / 2**20
     phases["peak_gib"] = max(phases[k] for k in ("explain", "perturbed_forward",
                                                   "gs_clean_chunk", "gs_step_chunk"))
     phases["batch"] = float(batch)
     return phases
+
+
+def _plain_saved_per_input(model: nn.Module, example: Tensor, layer: str) -> int:
+    """Saved-tensor bytes per input of ``model(x)`` with the parameters requiring grad (the
+    explain forward before issue 12), from 1 and 2 copies of ``example``."""
+    from explainers.hooks import capture
+    from explainers.memory import saved_tensor_bytes
+
+    def total(n: int) -> int:
+        def forward() -> Tensor:
+            with torch.enable_grad(), capture(model, layer):
+                return model(example.expand(n, -1, -1, -1))
+        return sum(saved_tensor_bytes(forward)[1])
+
+    return total(2) - total(1)
 
 
 def main() -> None:

@@ -88,9 +88,11 @@ def explain(
 ) -> Explanation:
     """Explain ``model`` at ``x [B, C_in, H, W]`` for ``targets`` (or the top-``topk`` predictions).
 
-    All selected contrasts of all targets come from ONE forward pass and ONE
-    ``torch.autograd.grad(..., is_grads_batched=True)`` (integrated gradients: the path is stacked
-    into the batch, so still one of each).
+    All selected contrasts of all targets come from ONE forward pass (integrated gradients: the
+    path is stacked into the batch) and one VJP row per (contrast, target): at a hooked layer all
+    rows in ONE ``torch.autograd.grad(..., is_grads_batched=True)``; in input space one backward
+    per row over that one graph, which measured faster than vmap through a whole network (see
+    ``explainers.engine._backward``).
 
     Exactness: for gradcam / linear_approx / xgradcam (no ReLU) and gradient / input_x_gradient
     all four contrasts equal the explicit per-class formulas ``phi_t - sum_s w_s phi_s`` exactly
@@ -176,7 +178,7 @@ def explain_rows(
     reshape: str | None = None,
     check_targets: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """Maps where every input picks its own contrasts: ONE forward and ONE batched VJP.
+    """Maps where every input picks its own contrasts: ONE forward, one VJP row per input.
 
     Row ``r`` of input ``i`` is the VJP row of contrast ``contrasts[which[r, i]]`` for class
     ``targets[i]`` (rows from :func:`explainers.contrasts.contrast_rows`, so each map equals

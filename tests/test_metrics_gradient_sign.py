@@ -152,7 +152,8 @@ def test_memory_budget_chunks_with_identical_numbers(
     one_row = saved + image + 2 * widest + 2 * image
     metric.memory_budget = 5 * one_row  # 5 inputs with 1 VJP row, fewer with 4 rows
     assert metric.rows_per_chunk(model, x[:1], 1) == 5
-    assert metric.rows_per_chunk(model, x[:1], 4) == 5 * one_row // (one_row + 6 * image) == 3
+    four_rows = one_row + 3 * widest + 6 * image
+    assert metric.rows_per_chunk(model, x[:1], 4) == 5 * one_row // four_rows
     count = _Counter(model, monkeypatch)
     chunked = _results(metric, model, x, labels)
     count.handle.remove()
