@@ -22,8 +22,13 @@ phase measured at 1 and 2 (or 2 and 4) rows: the explain forward at B images, on
 forward chunk, one gradient-sign chunk of the memory budget's size, plus the step state and the
 weights. On CUDA it is measured directly as well by running with ``--batch B``.
 
+``--clock cpu`` times this process's CPU seconds instead of the wall clock (CPU only, with
+``OMP_NUM_THREADS=1``): on a CPU shared with other jobs single wall-clock pairs scatter widely
+(quick mode 0.55-1.27 in one run at load 4 on 2 cores), CPU seconds much less.
+
 ``python -m benchmarks.whole_evaluation [--quick] [--images N] [--batch B] [--repeats R]
-[--precision 32-true|bf16-mixed|16-mixed|bf16-true|16-true] [--project-memory B]``
+[--precision 32-true|bf16-mixed|16-mixed|bf16-true|16-true] [--project-memory [B]]
+[--clock wall|cpu] [--json PATH]``
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ PARTS = ("explain", "masking", "localisation", "gradient_sign")
 GOAL = 0.85
 CUB_TEST_IMAGES = 5794
 GiB = 2**30
+_clocks = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = _clocks["wall"]
 
 
 # ------------------------------------------------------------------------------------ memory
@@ -54,8 +61,6 @@ class PeakMemory:
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        if device.type == "cpu":
-            _return_freed_memory()
         self.peak = 0  # bytes above the level at entry (CPU) / absolute max allocated (CUDA)
         self.delta = 0  # bytes above the level at entry, both devices
 
@@ -96,7 +101,9 @@ class PeakMemory:
 def _return_freed_memory() -> None:
     """Make glibc hand large freed blocks back to the OS at once, so that the resident set
     follows the tensors alive (its adaptive mmap threshold would keep freed activations of up to
-    32 MiB in the heap, and later phases would reuse them unseen)."""
+    32 MiB in the heap, and later phases would reuse them unseen). Every large allocation then
+    maps fresh pages, which slows the process: the timed passes run without it (their peak is
+    the resident set as glibc leaves it)."""
     import ctypes
 
     with contextlib.suppress(OSError, AttributeError):
@@ -132,12 +139,21 @@ def _frozen(model: nn.Module) -> contextlib.AbstractContextManager:
     return ctx()
 
 
+def use_clock(name: str) -> None:
+    """``"wall"`` (default) or ``"cpu"``: this process's CPU seconds, steadier than wall time on
+    a CPU shared with other jobs (run it with one thread: idle threads' spinning would count)."""
+    global _clock
+    if name == "cpu" and torch.cuda.is_available():
+        raise ValueError("clock='cpu' times CPU work; on a GPU use the wall clock")
+    _clock = _clocks[name]
+
+
 def _replay(net: nn.Module, calls: list[tuple[str, bool, Tensor]], part: str,
             sync: Callable[[], None]) -> float:
     """Seconds of the floor for ``part``: no-grad forwards, and forward + backward to the input
     (one output row, parameters frozen) where the evaluation took a gradient."""
     sync()
-    start = time.perf_counter()
+    start = _clock()
     with _frozen(net):
         for name, grad, x in calls:
             if name != part:
@@ -150,7 +166,7 @@ def _replay(net: nn.Module, calls: list[tuple[str, bool, Tensor]], part: str,
                 with torch.no_grad():
                     net(x)
     sync()
-    return time.perf_counter() - start
+    return _clock() - start
 
 
 # ---------------------------------------------------------------------------------- settings
@@ -245,14 +261,14 @@ def run(
 
         def timed(part: str, fn: Callable[[], object]) -> object:
             sync()
-            start = time.perf_counter()
+            start = _clock()
             recorder.part = part if record else None
             try:
                 return fn()
             finally:
                 recorder.part = None
                 sync()
-                secs[part] += time.perf_counter() - start
+                secs[part] += _clock() - start
 
         for i in range(0, xs.shape[0], s.batch):
             x, y, m = xs[i:i + s.batch], labels[i:i + s.batch], masks[i:i + s.batch]
@@ -356,6 +372,8 @@ def project_memory(
     from metrics.perturbation_score import _chunks
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        _return_freed_memory()  # process-wide and slows allocation: only for this measurement
     spec = BACKBONES[backbone]
     plugin = _precision(precision, device)
     model = plugin.convert_module(build_backbone(backbone, 200, None).eval().to(device))
@@ -457,8 +475,11 @@ def main() -> None:
                         help="project the peak memory at data batch B (VGG-16-BN, 224 px)")
     parser.add_argument("--skip-timing", action="store_true", help="only --project-memory")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers to PATH (JSON)")
+    parser.add_argument("--clock", choices=sorted(_clocks), default="wall",
+                        help="cpu: this process's CPU seconds (CPU only; use OMP_NUM_THREADS=1)")
     args = parser.parse_args()
-    written: dict[str, object] = {"precision": args.precision,
+    use_clock(args.clock)
+    written: dict[str, object] = {"precision": args.precision, "clock": args.clock,
                                   "device": "cuda" if torch.cuda.is_available() else "cpu"}
     if not args.skip_timing:
         r = run(quick=args.quick, images=args.images, batch=args.batch, repeats=args.repeats,
