@@ -117,8 +117,11 @@ class GradientSignPerturbation(Metric):
 
     def input_cost(self, model: nn.Module, example: Tensor) -> tuple[int, int]:
         """(saved bytes, widest saved tensor) per input of an input-gradient forward, measured
-        once per model, input shape, dtype, device and autocast state."""
-        key = (id(model), tuple(example.shape[1:]), input_dtype(model), example.device,
+        once per network, input shape, dtype, device and autocast state."""
+        # keyed by the first parameter, not the model object: the callback wraps the same
+        # network in a fresh precision wrapper every batch
+        anchor = next(iter(model.parameters()), model)
+        key = (id(anchor), tuple(example.shape[1:]), input_dtype(model), example.device,
                torch.is_autocast_enabled(example.device.type),
                torch.get_autocast_dtype(example.device.type))
         if key not in self._input_cost:

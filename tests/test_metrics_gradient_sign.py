@@ -207,3 +207,23 @@ def test_bad_arguments_raise(data: tuple[nn.Module, Tensor, Tensor]) -> None:
     model, x, labels = data
     with pytest.raises(ValueError, match=r"targets must lie in \[0, 10\)"):
         _metric().update(model, x, labels + 10)
+
+
+def test_chunk_cost_is_measured_once_per_network(tiny_vgg: nn.Module,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The callback wraps the network anew every batch: the cost is still measured once."""
+    from contextlib import nullcontext
+
+    import metrics.gradient_sign as gs
+    from callbacks.precision import InPrecision
+
+    calls = []
+    real = gs.graph_bytes_per_input
+    monkeypatch.setattr(gs, "graph_bytes_per_input",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    metric = _metric()
+    x = torch.zeros(1, 3, 32, 32)
+    for _ in range(3):
+        metric.rows_per_chunk(InPrecision(tiny_vgg, nullcontext), x, 1)
+    metric.rows_per_chunk(InPrecision(tiny_vgg, nullcontext), torch.zeros(1, 3, 64, 64), 1)
+    assert len(calls) == 2  # 32 px once, 64 px once
