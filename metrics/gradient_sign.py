@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from explainers import explain_rows
-from explainers.engine import input_dtype
+from explainers.engine import input_dtype, result_dtype
 from explainers.memory import graph_bytes_per_input
 from metrics.perturbation_score import CONTRASTS, _check
 
@@ -149,8 +149,10 @@ class GradientSignPerturbation(Metric):
                 f"x must be [B, 3, H, W] and labels [B]; "
                 f"got {tuple(x.shape)} and {tuple(labels.shape)}"
             )
-        x = x.detach().float()
+        x = x.detach().to(result_dtype(x.dtype))  # steps and clamps never in half precision
         b, n_c, n_s = x.shape[0], len(self.contrasts), len(self.steps)
+        if b == 0:
+            return
         x0 = x * self._std + self._mean
         lo, hi = (x0 - self.eps).clamp(min=0), (x0 + self.eps).clamp(max=1)
         alpha = self._alpha

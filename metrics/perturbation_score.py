@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from explainers.engine import input_dtype
+from explainers.engine import input_dtype, result_dtype
 from metrics.functional.perturbation import (
     equal_keep,
     make_baselines,
@@ -171,7 +171,7 @@ class PerturbationScore(Metric):
             sigma = sigma.to(x.device)
         # Images, baselines and compositions in float32 whatever the model's precision; they are
         # cast to the model's dtype where they enter it.
-        x = x.detach().float()
+        x = x.detach().to(result_dtype(x.dtype))
         base = make_baselines(x, self.baselines, sigma)  # [n_b, n, C, H, W]
 
         n_b, n_mo, n_mk, n_c = base.shape[0], keep.shape[2], keep.shape[3], keep.shape[4]
