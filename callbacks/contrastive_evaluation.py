@@ -25,6 +25,7 @@ from torch import nn
 
 from callbacks.exemplars import ExemplarBuffer, exemplar_caption, exemplar_figure_png
 from callbacks.figures import heatmap_grid_png
+from callbacks.precision import InPrecision
 from callbacks.report import (
     atomic_write_bytes,
     atomic_write_text,
@@ -34,8 +35,10 @@ from callbacks.report import (
     write_results_json,
 )
 from explainers import explain
+from explainers.hooks import find_module
 from lightning_modules.console import ignore_warning
 from metrics import GradientSignPerturbation, PartLocalization, PerturbationScore, SampleCount
+from metrics.functional import metric_state_dtype
 
 # Changes whenever the perturbation protocol changes, so that results of different protocols are
 # never mixed silently (run.json carries it).
@@ -67,6 +70,8 @@ class ContrastiveEvaluation(Callback):
         topk: number of top predictions explained (2: t1 and t2, as in the paper).
         contrasts, baselines, modes, maskings, threshold, max_batch: passed to PerturbationScore.
         gradient_sign: also run GradientSignPerturbation (Figure 3) with ``steps`` and ``eps``.
+        memory_budget_gib: GiB one gradient-sign chunk's autograd graph may take (None: no
+            limit); 8 fits a 24 GB GPU with VGG-16-BN at 224 px and a data batch of 128.
         localization: run PartLocalization when batches carry part masks.
         num_figures: samples shown in the heat-map grids (0: no figures).
         output_dir: where results.json / report.md / run.json / figures go; None -> ``run_dir``
@@ -87,6 +92,7 @@ class ContrastiveEvaluation(Callback):
         gradient_sign: bool = True,
         steps: Sequence[int] = (1, 2, 10),
         eps: float = 3e-3,
+        memory_budget_gib: float | None = 8.0,
         localization: bool = True,
         num_figures: int = 8,
         output_dir: str | None = None,
@@ -101,6 +107,11 @@ class ContrastiveEvaluation(Callback):
             )
         if max_batch < 1:
             raise ValueError(f"ContrastiveEvaluation: max_batch={max_batch} must be >= 1.")
+        if memory_budget_gib is not None and not memory_budget_gib > 0:
+            raise ValueError(
+                f"ContrastiveEvaluation: memory_budget_gib={memory_budget_gib} must be > 0 "
+                "(GiB for one gradient-sign chunk, e.g. 8 on a 24 GB GPU) or null for no limit."
+            )
         self.methods = tuple(methods)
         self.layer = layer
         self.topk = topk
@@ -113,6 +124,7 @@ class ContrastiveEvaluation(Callback):
         self.gradient_sign = gradient_sign
         self.steps = tuple(steps)
         self.eps = eps
+        self.memory_budget_gib = memory_budget_gib
         self.localization = localization
         self.num_figures = num_figures
         self.output_dir = output_dir
@@ -123,6 +135,8 @@ class ContrastiveEvaluation(Callback):
         self._part_attributes: torch.Tensor | None = None
         self._loc_used = False
         self._device = torch.device("cpu")
+        self._net: nn.Module | None = None
+        self._layer = ""
         # Set by evaluate.py: the run folder, the default for output_dir.
         self.run_dir: Path | None = None
         self._output_dir: Path | None = None
@@ -153,9 +167,15 @@ class ContrastiveEvaluation(Callback):
                 )
         if self.gradient_sign:
             mean, std = self._data_stats(trainer)
+            budget = self.memory_budget_gib
             metrics["gsp"] = GradientSignPerturbation(
-                mean, std, steps=self.steps, eps=self.eps, max_batch=self.max_batch
+                mean, std, steps=self.steps, eps=self.eps, max_batch=self.max_batch,
+                memory_budget=None if budget is None else int(budget * 2**30),
             )
+        state_dtype = metric_state_dtype(self._device)
+        if state_dtype != torch.float64:  # MPS has no float64: float32 sums there
+            for metric in metrics.values():
+                metric.set_dtype(state_dtype)
         return metrics
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -184,7 +204,12 @@ class ContrastiveEvaluation(Callback):
                     f"ContrastiveEvaluation: {type(pl_module).__name__} has no `{attr}`; use "
                     "lightning_modules.FineTuneClassifier or give `layer` explicitly."
                 )
-        self._device = pl_module.device
+        layer = self.layer if self.layer is not None else pl_module.explain_layer
+        find_module(pl_module.net, layer)  # an unknown name lists the layers as the user names them
+        # the plain module (never the DDP wrapper), its forwards in the trainer's precision
+        self._net = InPrecision(pl_module.net, trainer.precision_plugin.forward_context)
+        self._layer = "net." + layer
+        self._device = pl_module.device  # before _build_metrics: it picks the state dtype
         self.metrics = self._build_metrics(trainer).to(self._device)
         self.results = {}
         self._figures = []
@@ -208,8 +233,7 @@ class ContrastiveEvaluation(Callback):
         """Explain the batch with every method and update the metrics (all on the device)."""
         x, labels = batch[0], batch[1]
         part_masks = batch[2] if len(batch) > 2 else None
-        net = pl_module.net  # the plain module: never explain through the DDP wrapper
-        layer = self.layer if self.layer is not None else pl_module.explain_layer
+        net, layer = self._net, self._layer
         reshape = getattr(pl_module, "explain_reshape", None)
         keep = 0
         if trainer.is_global_zero and self.num_figures > 0:
@@ -394,12 +418,8 @@ class ContrastiveEvaluation(Callback):
             "data hyperparameters": public_hparams(dm),
             "ground-truth parts": getattr(dm, "part_names", "—") if self._loc_used else "—",
             "methods": list(self.methods),
-            "evaluation": {
-                "topk": self.topk, "threshold": self.threshold, "max_batch": self.max_batch,
-                "contrasts": list(self.contrasts), "baselines": list(self.baselines),
-                "modes": list(self.modes), "maskings": list(self.maskings),
-                "gradient_sign": self.gradient_sign, "steps": list(self.steps), "eps": self.eps,
-            },
+            "evaluation": {k: v for k, v in self.settings().items()
+                           if k not in ("methods", "output_dir")},
             "processes": trainer.world_size,
         }
         atomic_write_text(out / "report.md", render_report(self.results, info))

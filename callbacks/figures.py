@@ -31,9 +31,10 @@ def denormalise(
     images: torch.Tensor, mean: Sequence[float], std: Sequence[float]
 ) -> torch.Tensor:
     """[N, 3, H, W] normalised -> [N, H, W, 3] in [0, 1] (CPU float)."""
+    images = images.detach().cpu().float()  # bf16 batches (*-true precision): numpy needs fp32
     m = torch.tensor(mean, dtype=images.dtype).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=images.dtype).view(1, 3, 1, 1)
-    return (images.detach().cpu() * s + m).clamp(0, 1).permute(0, 2, 3, 1)
+    return (images * s + m).clamp(0, 1).permute(0, 2, 3, 1)
 
 
 def class_name(names: Sequence[str] | None, cls: int, width: int = 26) -> str:

@@ -9,9 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from explainers.contrasts import CONTRASTS, contrast_rows, rivals
-from explainers.engine import check_grad_possible, forward_vjp
+from explainers.engine import check_grad_possible, forward_vjp, result_dtype
 from explainers.hooks import tokens_to_grid
-from explainers.methods import METHODS
+from explainers.methods import METHODS, Method
 
 
 @dataclass
@@ -44,9 +44,34 @@ def _check_targets(targets: Tensor, num_classes: int, batch: int) -> Tensor:
         raise ValueError(
             f"targets must be [B] or [B, k] with B = {batch}, got {tuple(targets.shape)}"
         )
-    if bool(((t < 0) | (t >= num_classes)).any()):
+    if bool(((t < 0) | (t >= num_classes)).any()):  # one host sync per public call
         raise ValueError(f"targets must lie in [0, {num_classes}), got {targets.tolist()}")
     return t
+
+
+def _check_call(method: str, layer: str | None, reshape: str | None, x: Tensor) -> Method:
+    """Validate the arguments every entry shares; returns the method's spec."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+    spec = METHODS[method]
+    if spec.input_space and layer is not None:
+        raise ValueError(f"method {method!r} explains the input: pass layer=None, not {layer!r}")
+    if not spec.input_space and layer is None:
+        raise ValueError(f"method {method!r} needs layer=<module name from model.named_modules()>")
+    if reshape not in (None, "tokens"):
+        raise ValueError(f"reshape must be None or 'tokens', got {reshape!r}")
+    if x.dim() != 4:
+        raise ValueError(f"x must be images [B, C_in, H, W], got shape {tuple(x.shape)}")
+    check_grad_possible(x)
+    return spec
+
+
+def _check_contrasts(contrasts: Sequence[str]) -> tuple[str, ...]:
+    contrasts = tuple(contrasts)
+    bad = [c for c in contrasts if c not in CONTRASTS]
+    if bad or not contrasts:
+        raise ValueError(f"unknown contrasts {bad or contrasts!r}; choose from {CONTRASTS}")
+    return contrasts
 
 
 def explain(
@@ -63,9 +88,11 @@ def explain(
 ) -> Explanation:
     """Explain ``model`` at ``x [B, C_in, H, W]`` for ``targets`` (or the top-``topk`` predictions).
 
-    All selected contrasts of all targets come from ONE forward pass and ONE
-    ``torch.autograd.grad(..., is_grads_batched=True)`` (integrated gradients: the path is stacked
-    into the batch, so still one of each).
+    All selected contrasts of all targets come from ONE forward pass (integrated gradients: the
+    path is stacked into the batch) and one VJP row per (contrast, target): at a hooked layer all
+    rows in ONE ``torch.autograd.grad(..., is_grads_batched=True)``; in input space one backward
+    per row over that one graph, which measured faster than vmap through a whole network (see
+    ``explainers.engine._backward``).
 
     Exactness: for gradcam / linear_approx / xgradcam (no ReLU) and gradient / input_x_gradient
     all four contrasts equal the explicit per-class formulas ``phi_t - sum_s w_s phi_s`` exactly
@@ -86,27 +113,14 @@ def explain(
         reshape: ``"tokens"`` turns ViT block outputs ``[B, 1 + h*w, D]`` into ``[B, D, h, w]``.
         steps, baseline: integrated gradients' number of path points and reference input.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
-    spec = METHODS[method]
-    contrasts = tuple(contrasts)
-    bad = [c for c in contrasts if c not in CONTRASTS]
-    if bad or not contrasts:
-        raise ValueError(f"unknown contrasts {bad or contrasts!r}; choose from {CONTRASTS}")
-    if spec.input_space and layer is not None:
-        raise ValueError(f"method {method!r} explains the input: pass layer=None, not {layer!r}")
-    if not spec.input_space and layer is None:
-        raise ValueError(f"method {method!r} needs layer=<module name from model.named_modules()>")
-    if reshape not in (None, "tokens"):
-        raise ValueError(f"reshape must be None or 'tokens', got {reshape!r}")
-    if x.dim() != 4:
-        raise ValueError(f"x must be images [B, C_in, H, W], got shape {tuple(x.shape)}")
-    check_grad_possible(x)
+    spec = _check_call(method, layer, reshape, x)
+    contrasts = _check_contrasts(contrasts)
     batch = x.shape[0]
 
     if method == "integrated_gradients":
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
+        x = x.to(result_dtype(x.dtype))  # the path is built in float32, cast on entry
         ref = torch.as_tensor(baseline, dtype=x.dtype, device=x.device).expand_as(x)
         # Right Riemann sum: the last path point is x itself, so its logits are the clean ones.
         fracs = torch.arange(1, steps + 1, dtype=x.dtype, device=x.device) / steps
@@ -139,7 +153,7 @@ def explain(
     k = t.shape[1]
     if method == "integrated_gradients":
         grads = grads.unflatten(1, (steps, batch)).mean(dim=1)
-        act = x - ref
+        act = (x - ref).to(grads.dtype)
     if reshape == "tokens":
         act, grads = tokens_to_grid(act), tokens_to_grid(grads)
     maps = spec(act, grads)  # [n_contrasts * k, B, ...]
@@ -151,3 +165,60 @@ def explain(
         method=method,
         layer=layer,
     )
+
+
+def explain_rows(
+    model: nn.Module,
+    x: Tensor,
+    targets: Tensor,
+    which: Tensor,
+    contrasts: Sequence[str],
+    method: str = "gradient",
+    layer: str | None = None,
+    reshape: str | None = None,
+    check_targets: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Maps where every input picks its own contrasts: ONE forward, one VJP row per input.
+
+    Row ``r`` of input ``i`` is the VJP row of contrast ``contrasts[which[r, i]]`` for class
+    ``targets[i]`` (rows from :func:`explainers.contrasts.contrast_rows`, so each map equals
+    ``explain(model, x[i:i+1], method, layer, targets=targets[i:i+1], contrasts=(that one,))``).
+    ``which [N]`` is one row per input (``grad_outputs [1, N, C]``): e.g. the gradient-sign runs of
+    many (contrast, step count) pairs, each moving along its own contrast, in one pass;
+    ``which [R, N]`` gives R rows per input (e.g. every contrast at the clean image).
+
+    Args:
+        model, x, method, layer, reshape: as for :func:`explain` (not integrated_gradients).
+        targets: LongTensor ``[N]``.
+        check_targets: check that targets lie in ``[0, C)`` (one host sync); per-step loops pass
+            False and validate once, at their own entry.
+        which: LongTensor ``[N]`` or ``[R, N]`` of indices into ``contrasts``.
+        contrasts: contrast names (a subset of ``CONTRASTS``).
+
+    Returns:
+        ``(maps, logits)``: maps ``[R, N, ...]`` (``[N, ...]`` when ``which`` is ``[N]``; float32,
+        float64 for a float64 model) and the logits ``[N, C]`` at ``x``, detached.
+    """
+    spec = _check_call(method, layer, reshape, x)
+    if method == "integrated_gradients":
+        raise ValueError("explain_rows does not take integrated_gradients (a path per input)")
+    contrasts = _check_contrasts(contrasts)
+    n = x.shape[0]
+    idx = which if which.dim() == 2 else which[None]
+    if targets.shape != (n,) or idx.dim() != 2 or idx.shape[1] != n:
+        raise ValueError(
+            f"targets must be [N] and which [N] or [R, N] with N = {n}, got "
+            f"{tuple(targets.shape)} and {tuple(which.shape)}"
+        )
+
+    def rows_fn(logits: Tensor) -> Tensor:
+        t = _check_targets(targets, logits.shape[1], n) if check_targets else targets[:, None]
+        every = contrast_rows(logits, t, rivals(logits, t), contrasts,
+                              prob_weighted=not spec.linear)[:, 0]  # [n_contrasts, N, C]
+        return every.gather(0, idx[..., None].expand(-1, -1, logits.shape[1]))  # [R, N, C]
+
+    act, grads, logits = forward_vjp(model, x, layer, rows_fn)
+    if reshape == "tokens":
+        act, grads = tokens_to_grid(act), tokens_to_grid(grads)
+    maps = spec(act, grads)
+    return (maps if which.dim() == 2 else maps[0]), logits

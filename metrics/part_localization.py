@@ -109,8 +109,8 @@ class PartLocalization(Metric):
         for name, v in values.items():
             state = getattr(self, name)
             state += torch.where(ok, v.to(state.dtype), 0.0).sum(0)
-        self.valid += ok.sum(0).double()
-        self.count += selected.sum().double()
+        self.valid += ok.sum(0).to(self.valid.dtype)
+        self.count += selected.sum().to(self.count.dtype)
 
     def compute(self) -> dict[str, Tensor]:
         """"<differ|shared>_share/<t>/<contrast>", "pointing_<differ|shared>/<t>/<contrast>",

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
+from explainers.engine import input_dtype, result_dtype
 from metrics.functional.perturbation import (
     equal_keep,
     make_baselines,
@@ -139,10 +140,14 @@ class PerturbationScore(Metric):
         targets = targets[:, :2]
         probs = torch.softmax(logits.detach().float(), dim=1)
         clean_p = probs.gather(1, targets)  # [B, 2]
-        sel = clean_p[:, 1] > self.threshold if self.threshold is not None else None
-        if sel is not None:
-            x, targets, clean_p = x[sel], targets[sel], clean_p[sel]
-            logits = logits[sel]
+        maps = {c: maps[c][:, :2].detach() for c in self.contrasts}
+        if self.threshold is not None:
+            # the one host sync of an update: how many samples (hence forwards) follow
+            idx = torch.nonzero(clean_p[:, 1] > self.threshold).flatten()
+            x, targets, clean_p, logits = (
+                t.index_select(0, idx) for t in (x, targets, clean_p, logits)
+            )
+            maps = {c: m.index_select(0, idx) for c, m in maps.items()}
         n = x.shape[0]
         if n == 0:
             return
@@ -150,23 +155,24 @@ class PerturbationScore(Metric):
         clean_rel = torch.stack(
             [relative_probability(logits, t1, t2, t1), relative_probability(logits, t1, t2, t2)], 1
         )
-        self.clean_relprob_sum += clean_rel.sum(0).double()
-        self.clean_prob_sum += clean_p.sum(0).double()
+        acc = self.relprob_sum.dtype  # float64, float32 where the device has no float64
+        self.clean_relprob_sum += clean_rel.sum(0).to(acc)
+        self.clean_prob_sum += clean_p.sum(0).to(acc)
         self.count += n
 
         size = (x.shape[-2], x.shape[-1])
-        up = torch.stack(
-            [upsample_maps((maps[c] if sel is None else maps[c][sel])[:, :2].detach(), size)
-             for c in self.contrasts],
-            dim=2,
-        )  # [n, 2, M, H, W]
+        up = torch.stack([upsample_maps(maps[c], size) for c in self.contrasts], dim=2)
+        # [n, 2, M, H, W]
         keep = self._keep_masks(up)  # [n, 2, n_mo, n_mk, M, H, W]
         sigma: float | Tensor = 15.0
         if self.sigma_range is not None:
             lo, hi = self.sigma_range
-            sigma = lo + (hi - lo) * torch.rand((), generator=self._generator)
-            sigma = sigma.to(x.device, x.dtype)
-        base = make_baselines(x.detach(), self.baselines, sigma)  # [n_b, n, C, H, W]
+            sigma = lo + (hi - lo) * torch.rand((), generator=self._generator, dtype=torch.float32)
+            sigma = sigma.to(x.device)
+        # Images, baselines and compositions in float32 whatever the model's precision; they are
+        # cast to the model's dtype where they enter it.
+        x = x.detach().to(result_dtype(x.dtype))
+        base = make_baselines(x, self.baselines, sigma)  # [n_b, n, C, H, W]
 
         n_b, n_mo, n_mk, n_c = base.shape[0], keep.shape[2], keep.shape[3], keep.shape[4]
         n_k = 2 * n_mo * n_mk * n_c  # keep-masks per image: (rank, mode, masking, contrast)
@@ -177,8 +183,9 @@ class PerturbationScore(Metric):
         row = torch.arange(per_image, device=x.device)
         row_rank = (row % n_k) // (n_k // 2)
         row_state = row_rank * (per_image // 2) + (row // n_k) * (n_k // 2) + row % (n_k // 2)
-        sums = torch.zeros(3, per_image, dtype=torch.float64, device=x.device)
-        x, base = x.detach(), base.transpose(0, 1).unsqueeze(2)  # [n, n_b, 1, C, H, W]
+        sums = torch.zeros(3, per_image, dtype=acc, device=x.device)
+        base = base.transpose(0, 1).unsqueeze(2)  # [n, n_b, 1, C, H, W]
+        dtype = input_dtype(model)
         block, block_of = x, (-1, -1)
         with torch.no_grad():
             for i0, i1, rows in _chunks(n, per_image, self.max_batch):
@@ -191,12 +198,12 @@ class PerturbationScore(Metric):
                 pert = block[rows]
                 i = torch.arange(i0, i1, device=x.device).repeat_interleave(per_image)[rows]
                 r = row_rank.repeat(i1 - i0)[rows]
-                out = model(pert).float()
+                out = model(pert.to(dtype)).float()
                 t = targets[i, r]
                 rel = relative_probability(out, t1[i], t2[i], t)
                 p = torch.softmax(out, dim=1).gather(1, t[:, None])[:, 0]
                 drop = clean_p[i, r] - p
-                vals = torch.stack([rel, p, drop]).double()
+                vals = torch.stack([rel, p, drop]).to(acc)
                 sums.index_add_(1, row_state.repeat(i1 - i0)[rows], vals)
         shape = self.relprob_sum.shape
         self.relprob_sum += sums[0].view(shape)

@@ -436,3 +436,21 @@ def test_synthetic_weighted_beats_original(deps: None, tmp_path: Path) -> None:
     shared_down = r["eval/shared_share/gradcam/t1/weighted"] < r[
         "eval/shared_share/gradcam/t1/original"]
     assert differ_up or shared_down
+
+
+def test_unknown_layer_lists_the_networks_own_names(deps: None, tmp_path: Path) -> None:
+    """The callback wraps the network for precision; its error still names layers as users do."""
+    import lightning.pytorch as pl
+
+    from callbacks import ContrastiveEvaluation
+    from datamodules import SyntheticDataModule
+    from lightning_modules import FineTuneClassifier
+
+    cb = ContrastiveEvaluation(layer="features.99", output_dir=str(tmp_path / "run"))
+    trainer = pl.Trainer(accelerator="cpu", devices=1, inference_mode=False, logger=False,
+                         callbacks=[cb], enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"unknown layer 'features\.99'") as err:
+        trainer.test(FineTuneClassifier(backbone="tiny_vgg", num_classes=10),
+                     datamodule=SyntheticDataModule(**DATA), verbose=False)
+    assert "'features.12'" in str(err.value) and "'net." not in str(err.value)

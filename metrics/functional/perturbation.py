@@ -87,10 +87,11 @@ def gaussian_blur(x: Tensor, kernel_size: int, sigma: float | Tensor) -> Tensor:
     g = torch.exp(-0.5 * (t / sigma) ** 2)
     g = g / g.sum()
     c = x.shape[1]
-    out = F.pad(x, (half, half, 0, 0), mode="reflect")
-    out = F.conv2d(out, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    out = F.pad(out, (0, 0, half, half), mode="reflect")
-    return F.conv2d(out, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    with torch.autocast(x.device.type, enabled=False):  # a baseline image, not model work
+        out = F.pad(x, (half, half, 0, 0), mode="reflect")
+        out = F.conv2d(out, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        out = F.pad(out, (0, 0, half, half), mode="reflect")
+        return F.conv2d(out, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def make_baselines(
