@@ -18,7 +18,7 @@ from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from lightning_modules.callbacks import ReseedEachEpoch
 from lightning_modules.classifier import FineTuneClassifier
@@ -64,6 +64,18 @@ STAGE_HELP = {
             "--ckpt_path last|best|PATH." + _STAGE_TAIL,
     "predict": "Logits of the test split (no outputs are written)." + _STAGE_TAIL,
 }
+
+
+def _runs_on_cuda(accelerator: Any) -> bool:
+    """Whether ``trainer.accelerator`` (a name, "auto", or a class / class_path) means CUDA here."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    if accelerator is None or isinstance(accelerator, str):
+        return (accelerator or "auto").lower() in ("auto", "gpu", "cuda")
+    name = getattr(accelerator, "class_path", None) or type(accelerator).__name__
+    return str(name).endswith("CUDAAccelerator")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
@@ -144,6 +156,13 @@ class WhynotCLI(LightningCLI):
         """Choose the run folder and point every logger and the saved config at it."""
         trainer = self._config().trainer
         trainer.default_root_dir = str(trainer.default_root_dir or DEFAULT_ROOT)
+        if trainer.get("sync_batchnorm") and not _runs_on_cuda(trainer.get("accelerator")):
+            # configs/trainer/ddp.yaml turns it on for GPUs; torch's SyncBatchNorm refuses
+            # anything else, so the same command runs with CPU processes (tests, a laptop)
+            rank_zero_warn("trainer.sync_batchnorm=true needs CUDA devices; the accelerator is "
+                           f"{trainer.get('accelerator')!r}, so it is off for this run (each "
+                           "process normalises with its own batch statistics).")
+            trainer.sync_batchnorm = False
         self.run_dir = new_run_dir(trainer.default_root_dir, self.stage)
         trainer.logger = configure_loggers(trainer.logger, self.run_dir)
         if self.save_config_callback is not None and issubclass(

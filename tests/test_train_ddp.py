@@ -116,8 +116,9 @@ def test_skip_corrupt_verifies_once_and_ranks_agree(tmp_path: Path) -> None:
     files[3].write_bytes(b"")  # a test image (k = 3)
     record = tmp_path / "record"
     root = tmp_path / "run"
+    # The README's multi-GPU command (its ddp.yaml turns sync_batchnorm off on CPU processes)
     _train(root, "--config", "configs/experiments/cub200_vgg16_bn.yaml",
-           "--data.root", str(tmp_path / "data"),
+           "--data.root", str(tmp_path / "data"), "--config", "configs/trainer/ddp.yaml",
            "--data.class_path", "tests.test_train_ddp.RecordingCUB",
            "--data.skip_corrupt", "true", "--data.image_size", "32", "--data.batch_size", "2",
            "--data.num_workers", "0", "--data.augment", "none", "--data.val_fraction", "0.25",
