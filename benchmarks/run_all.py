@@ -30,23 +30,23 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     console = Console()
     results: dict[str, dict[str, float]] = {}
     table = Table(title="whynot benchmarks" + (" (quick)" if args.quick else ""))
-    for col in ("benchmark", "ratio", "value", "goal", "met", "details"):
+    for col in ("benchmark", "ratio", "value", "goal", "met"):
         table.add_column(col)
+    details = []
     for module_name, key, goal, meaning in BENCHMARKS:
         console.print(f"[bold]running {module_name}[/bold] ...")
         result = importlib.import_module(module_name).run(quick=args.quick)
         results[module_name] = result
         value = float(result[key])
-        details = ", ".join(f"{k}={v:.4g}" for k, v in result.items() if k != key)
-        table.add_row(
-            module_name.split(".")[-1],
-            f"{key} ({meaning})",
-            f"{value:.3f}",
-            f">= {goal}",
-            "yes" if value >= goal else "NO",
-            details,
-        )
+        name = module_name.split(".")[-1]
+        table.add_row(name, f"{key}: {meaning}", f"{value:.3f}", f">= {goal}",
+                      "yes" if value >= goal else "NO")
+        # every measured number, one per line: a details column would be squeezed unreadable
+        details.append(f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items()
+                                               if k != key))
     console.print(table)
+    for line in details:
+        console.print(line, soft_wrap=True)
     return results
 
 
