@@ -111,12 +111,16 @@ def _torch_load_weights(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        try:  # every class the file would import, not only the first one torch stumbled on
+            needed = ", ".join(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+        except Exception:  # only a detail of the error message: never hide the refusal
+            needed = _unpickler_reason(err)
         raise ValueError(
-            f"refusing to load {path}: it holds pickled Python objects ({_unpickler_reason(err)}), "
-            "not only tensors, and unpickling them could run arbitrary code, so whynot reads "
-            "weights with torch.load(weights_only=True). If you trust the file, convert it once in "
-            "a trusted environment: obj = torch.load(path, weights_only=False), then "
-            "torch.save(obj.state_dict(), 'weights.pth') for a saved nn.Module or "
+            f"refusing to load {path}: it holds pickled Python objects ({needed}), not only "
+            "tensors, and unpickling them could run arbitrary code, so whynot reads weights with "
+            "torch.load(weights_only=True). If you trust those classes, convert the file once: "
+            "with torch.serialization.safe_globals([<those classes>]): obj = torch.load(path), "
+            "then torch.save(obj.state_dict(), 'weights.pth') for a saved nn.Module or "
             "torch.save(obj['state_dict'], 'weights.pth') for a checkpoint dict, and pass "
             "weights.pth as pretrained.") from None
 
