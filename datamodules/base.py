@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,6 +68,30 @@ def carve_val(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[i
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     n_val = round(n * val_fraction)
     return sorted(perm[n_val:]), sorted(perm[:n_val])
+
+
+FORKSERVER_PRELOAD = ("__main__", "torch", "torchvision", "lightning.pytorch", "datamodules")
+
+
+def worker_start_method(num_workers: int) -> str | None:
+    """How data workers start: ``"forkserver"`` where the platform has it, else its default.
+
+    A plain ``fork`` copies a process whose other threads (DDP's, Lightning's child observer,
+    a previous loader's queue feeders) may hold the interpreter's locks at that moment; the child
+    then waits forever for them. Seen here: a resumed 2-process fit whose worker hung in CPython
+    3.11's ``PyOS_AfterFork_Child``. Workers forked by the single-threaded fork server cannot
+    inherit such a lock (Python 3.14 makes it the default on Linux for this reason); they are
+    persistent, so their start-up is paid once per fit. As with ``spawn``, a script that builds
+    the loaders must guard its entry point with ``if __name__ == "__main__":``.
+    """
+    if num_workers == 0 or "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    # The server starts once per process and imports these (about 4 s on 2 CPU cores); each
+    # worker forked from it then finds them loaded. "__main__" is the entry script (train.py,
+    # evaluate.py: imports only), which spawn-style workers would otherwise each run again.
+    # Ignored once the server runs.
+    multiprocessing.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+    return "forkserver"
 
 
 def pin_memory_for(device: torch.device | None) -> bool:
@@ -236,7 +261,7 @@ class FineGrainedDataModule(pl.LightningDataModule):
             kwargs = self.trainer.distributed_sampler_kwargs or {}
             replicas, rank = kwargs.get("num_replicas", 1), kwargs.get("rank", 0)
             # The epoch Lightning passes to set_epoch; it calls it only after it has created
-            # the iterator of a resumed fit (Lightning-AI/pytorch-lightning#21938).
+            # the iterator of a resumed fit (measured with Lightning 2.6).
             epoch = self.trainer.fit_loop.epoch_progress.current.processed
         sampler = EpochSampler(self.train_set, num_replicas=replicas, rank=rank, seed=seed,
                                epoch=epoch)
@@ -246,6 +271,7 @@ class FineGrainedDataModule(pl.LightningDataModule):
                           sampler=sampler, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0, drop_last=False,
                           pin_memory=pin_memory_for(self._root_device()),
+                          multiprocessing_context=worker_start_method(self.num_workers),
                           generator=torch.Generator().manual_seed(seed))
 
     def _eval_loader(self, ds: Dataset | None) -> DataLoader:
@@ -253,7 +279,8 @@ class FineGrainedDataModule(pl.LightningDataModule):
         return DataLoader(ds, batch_size=self.batch_size, shuffle=False,
                           sampler=eval_sampler(ds), num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0,
-                          pin_memory=pin_memory_for(self._root_device()))
+                          pin_memory=pin_memory_for(self._root_device()),
+                          multiprocessing_context=worker_start_method(self.num_workers))
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val_set)

@@ -5,8 +5,7 @@ state that a restart does not restore:
 
 - the shuffling order, when it is drawn from the global RNG at iterator creation (torch's
   ``RandomSampler``) or from a sampler whose epoch is set after the iterator prefetched its first
-  indices (Lightning 2.6 creates the train iterator before it calls ``set_epoch``;
-  Lightning-AI/pytorch-lightning#21938);
+  indices (Lightning 2.6 creates a resumed fit's train iterator before it calls ``set_epoch``);
 - the random augmentation, when it runs in persistent workers whose RNGs are seeded once, at
   start-up, and then carry over from epoch to epoch.
 

@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch import Trainer
 
 from datamodules import SyntheticDataModule
-from datamodules.base import pin_memory_for
+from datamodules.base import pin_memory_for, worker_start_method
 from datamodules.seeding import EpochSampler, EpochSeededDataset, sample_seed
 
 
@@ -112,3 +112,12 @@ def test_loaders_pin_memory_on_cuda(tmp_path) -> None:
     assert dm.train_dataloader().pin_memory and dm.test_dataloader().pin_memory
     x, _ = next(iter(dm.train_dataloader()))
     assert x.is_pinned()
+
+
+def test_workers_start_from_the_fork_server() -> None:
+    """Workers are never forked from a process whose other threads may hold a lock."""
+    assert worker_start_method(0) is None
+    dm = _dm(2)
+    for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
+        assert loader.multiprocessing_context.get_start_method() == "forkserver"
+    assert _dm(0).train_dataloader().multiprocessing_context is None
