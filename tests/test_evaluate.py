@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.processes import run_cli
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -260,8 +262,7 @@ def _evaluate_cli(tmp: Path, ckpt: Path, *extra: str, data: dict | None = None,
     in ``tmp``."""
     args = [sys.executable, *launcher, str(ROOT / "evaluate.py"), "--config",
             str(_experiment_yaml(tmp, data)), "--ckpt_path", str(ckpt), *SHRINK, *extra]
-    return subprocess.run(args, cwd=tmp, env={**_env(tmp), **(env or {})}, capture_output=True,
-                          text=True, timeout=300)
+    return run_cli(args, cwd=tmp, env={**_env(tmp), **(env or {})}, timeout=300)
 
 
 def _only_results(tmp: Path) -> tuple[Path, dict[str, float]]:

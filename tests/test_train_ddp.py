@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 
 from datamodules import CUB200DataModule
 from tests.dataset_layouts import make_cub
+from tests.processes import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 DDP = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
@@ -32,8 +32,7 @@ def _train(root: Path, *args: str, env: dict[str, str] | None = None) -> None:
     cmd = [sys.executable, "train.py", "fit", *args, *DDP, *QUIET,
            "--trainer.default_root_dir", str(root)]
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True,
-                          timeout=600)
+    proc = run_cli(cmd, cwd=REPO, env=full_env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
