@@ -254,10 +254,12 @@ class TrainCLI(WhynotCLI):
             # the best one changes.
             ModelCheckpoint(dirpath=str(root / "checkpoints"), filename="last", monitor=None,
                             save_top_k=1, enable_version_counter=False),
-            LearningRateMonitor(logging_interval="epoch"),
             ReseedEachEpoch(),
             RequireNonEmptySplit(self.prog),
         ]
+        if config.trainer.get("logger") not in (False, None, []):
+            # Lightning refuses the monitor without a logger (--trainer.logger false)
+            callbacks.append(LearningRateMonitor(logging_interval="epoch"))
         configured = config.trainer.get("callbacks") or []
         if config.trainer.get("enable_progress_bar", True) is not False and not any(
                 isinstance(cb, RichProgressBar) for cb in configured):

@@ -19,6 +19,7 @@ from tests.dataset_layouts import (
     make_food101,
     make_stanford_cars,
 )
+from tests.processes import run_cli
 from tests.test_evaluate import _read_closed_wandb_run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,7 +151,6 @@ def test_wandb_offline_saves_config(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
-    import subprocess
     import sys
 
     root = tmp_path / "ddp"
@@ -159,7 +159,7 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
            "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
            *tiny_data("synthetic", tmp_path), "--trainer.default_root_dir", str(root)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_cli(cmd, cwd=REPO, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (root / "checkpoints" / "last.ckpt").is_file()
     # Both ranks agreed on one run folder: version_0, nothing else.
@@ -178,3 +178,14 @@ def test_synthetic_demo_reaches_90_percent(tmp_path: Path) -> None:
     TrainCLI(args=["fit", *args])
     cli = TrainCLI(args=["test", *args, "--ckpt_path", "last"])
     assert cli.trainer.callback_metrics["test/acc"] > 0.9
+
+
+def test_fit_without_a_logger(tmp_path: Path) -> None:
+    """--trainer.logger false: no learning-rate monitor (Lightning refuses one without a logger)."""
+    cli = TrainCLI(args=["fit", "--config", str(CONFIGS / "synthetic.yaml"), *QUIET,
+                         *tiny_data("synthetic", tmp_path), "--trainer.logger", "false",
+                         "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+                         "--trainer.default_root_dir", str(tmp_path / "run")])
+    assert cli.trainer.state.finished and not cli.trainer.loggers
+    assert not any(type(cb).__name__ == "LearningRateMonitor" for cb in cli.trainer.callbacks)
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
