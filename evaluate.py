@@ -3,7 +3,7 @@
 ``python evaluate.py --config configs/experiments/X.yaml --ckpt_path PATH [--trainer.devices N]``
 """
 
-from callbacks.cli import main
+from cli.evaluate import main
 
 if __name__ == "__main__":
     main()

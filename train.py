@@ -5,7 +5,7 @@
 (also ``validate`` and ``test``; ``--ckpt_path last`` resumes a fit).
 """
 
-from lightning_modules.cli import main
+from cli.train import main
 
 if __name__ == "__main__":
     main()

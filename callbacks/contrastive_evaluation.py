@@ -24,9 +24,14 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
 
 from callbacks.exemplars import ExemplarBuffer, exemplar_caption, exemplar_figure_png
-from callbacks.figures import heatmap_grid_png
 from callbacks.precision import InPrecision
-from callbacks.report import (
+from cli.console import ignore_warning
+from explainers import explain
+from explainers.hooks import find_module
+from metrics import GradientSignPerturbation, PartLocalization, PerturbationScore, SampleCount
+from metrics.functional import metric_state_dtype
+from results.figures import heatmap_grid_png
+from results.report import (
     atomic_write_bytes,
     atomic_write_text,
     found_axes,
@@ -34,11 +39,6 @@ from callbacks.report import (
     render_report,
     write_results_json,
 )
-from explainers import explain
-from explainers.hooks import find_module
-from lightning_modules.console import ignore_warning
-from metrics import GradientSignPerturbation, PartLocalization, PerturbationScore, SampleCount
-from metrics.functional import metric_state_dtype
 
 # Changes whenever the perturbation protocol changes, so that results of different protocols are
 # never mixed silently (run.json carries it).

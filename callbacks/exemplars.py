@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from callbacks.figures import (
+from results.figures import (
     CELL_INCH,
     TITLE_SIZE,
     add_scale,

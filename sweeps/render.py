@@ -7,7 +7,7 @@ import io
 import math
 from collections.abc import Sequence
 
-from callbacks.report import BASELINE_TITLES, METHOD_TITLES, markdown_table
+from results.report import BASELINE_TITLES, METHOD_TITLES, markdown_table
 from sweeps.experiments import BACKBONE_TITLES
 from sweeps.paper import PaperNumbers
 from sweeps.runs import Collection, Run, Unreadable

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from callbacks.report import atomic_write_text
+from results.report import atomic_write_text
 from sweeps.paper import load_paper_numbers
 from sweeps.render import (
     agreement_text,

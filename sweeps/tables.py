@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from callbacks.report import found_axes
+from results.report import found_axes
 from sweeps.experiments import BACKBONE_TITLES, DATASETS
 from sweeps.paper import BASELINES, MODES, PaperNumbers, Source
 from sweeps.runs import Run

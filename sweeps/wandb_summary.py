@@ -39,7 +39,7 @@ def log_summary_run(tables: Sequence[PaperTable], csv_rows: Sequence[dict[str, o
     """
     import wandb
 
-    from lightning_modules.loggers import wandb_online_configured
+    from cli.loggers import wandb_online_configured
 
     out_dir.mkdir(parents=True, exist_ok=True)
     mode = "online" if wandb_online_configured() else "offline"

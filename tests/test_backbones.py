@@ -11,9 +11,9 @@ import torch
 from lightning.pytorch import Trainer
 from torch import Tensor, nn
 
+from callbacks.reseed import ReseedEachEpoch
 from explainers import explain
 from lightning_modules import BACKBONES, FineTuneClassifier, build_backbone
-from lightning_modules.callbacks import ReseedEachEpoch
 from lightning_modules.tiny_nets import TinyVGG
 
 # --- default explain layers ------------------------------------------------------------------

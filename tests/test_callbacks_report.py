@@ -15,8 +15,8 @@ from rich.console import Console
 from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks.contrastive_evaluation import ContrastiveEvaluation, prefix_keys
-from callbacks.figures import CELL_INCH, DPI, denormalise, heatmap_grid_png, map_title
-from callbacks.report import (
+from results.figures import CELL_INCH, DPI, denormalise, heatmap_grid_png, map_title
+from results.report import (
     atomic_write_text,
     console_tables,
     count_sentences,

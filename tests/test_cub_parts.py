@@ -205,7 +205,7 @@ def test_evaluate_on_cub_with_parts_writes_tables_and_figures(tmp_path: Path) ->
 
     import lightning.pytorch as pl
 
-    from callbacks.cli import main
+    from cli.evaluate import main
     from lightning_modules import FineTuneClassifier
 
     make_cub(tmp_path / "data")
@@ -247,7 +247,7 @@ def test_evaluate_on_cub_with_parts_writes_tables_and_figures(tmp_path: Path) ->
                                                  (["parts"], "parts")])
 def test_evaluate_keeps_an_explicit_ground_truth_choice(tmp_path: Path, given: list[str],
                                                         expected: object) -> None:
-    from callbacks.cli import EvaluationCLI
+    from cli.evaluate import EvaluationCLI
 
     make_cub(tmp_path)
     root = Path(__file__).resolve().parent.parent

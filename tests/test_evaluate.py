@@ -371,7 +371,7 @@ def test_ddp_split_smaller_than_the_world(deps: None, checkpoint: Path, tmp_path
     proc = _evaluate_cli(tmp_path / "two", checkpoint, *DDP, data=data)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _, two = _only_results(tmp_path / "two")
-    from callbacks.cli import main
+    from cli.evaluate import main
 
     one = main(["--config", str(_experiment_yaml(tmp_path / "one", data)),
                 "--ckpt_path", str(checkpoint), *SHRINK])
@@ -395,7 +395,7 @@ def test_class_count_mismatch_is_a_clear_error(
 def test_missing_checkpoint_names_the_path(
     deps: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from callbacks.cli import main
+    from cli.evaluate import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--config", str(_experiment_yaml(tmp_path)), "--ckpt_path", "nope.ckpt"])

@@ -15,7 +15,7 @@ from callbacks.exemplars import (
     exemplar_figure_png,
     pick_exemplars,
 )
-from callbacks.figures import CELL_INCH, DPI
+from results.figures import CELL_INCH, DPI
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 C = 4

@@ -75,8 +75,8 @@ def test_makefile_demo_runs_the_readme_demo() -> None:
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    from callbacks.cli import main as evaluate_main
-    from lightning_modules.cli import main as train_main
+    from cli.evaluate import main as evaluate_main
+    from cli.train import main as train_main
 
     main = train_main if argv[0] == "train.py" else evaluate_main
     try:

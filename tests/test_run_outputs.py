@@ -13,6 +13,9 @@ from jsonargparse import Namespace
 from lightning.pytorch.utilities.data import sized_len
 from torch.utils.data import DataLoader, TensorDataset
 
+from cli import console
+from cli.loggers import CSV_LOGGER, configure_loggers, wandb_identity
+from cli.run_dir import RunDir, agree, new_run_dir, next_version, remove_if_unused
 from datamodules import (
     CUB200DataModule,
     FGVCAircraftDataModule,
@@ -21,9 +24,6 @@ from datamodules import (
     StanfordCarsDataModule,
 )
 from datamodules.sampler import UnpaddedDistributedSampler
-from lightning_modules import console
-from lightning_modules.loggers import CSV_LOGGER, configure_loggers, wandb_identity
-from lightning_modules.run_dir import RunDir, agree, new_run_dir, next_version, remove_if_unused
 from tests.dataset_layouts import (
     make_cub,
     make_fgvc_aircraft,
@@ -32,7 +32,7 @@ from tests.dataset_layouts import (
     make_stanford_cars,
 )
 
-WANDB = "lightning_modules.loggers.OfflineWandbLogger"
+WANDB = "cli.loggers.OfflineWandbLogger"
 
 
 # ------------------------------------------------------------------------------- run folders

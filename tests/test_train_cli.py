@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
+from cli.train import TrainCLI
 from lightning_modules import BACKBONES, hub_weights_path
-from lightning_modules.cli import TrainCLI
 from tests.dataset_layouts import (
     make_cub,
     make_fgvc_aircraft,

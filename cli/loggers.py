@@ -21,7 +21,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
-from lightning_modules.run_dir import RunDir, agree
+from cli.run_dir import RunDir, agree
 
 OFFLINE_MODES = ("offline", "dryrun", "disabled")
 CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"

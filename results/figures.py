@@ -19,7 +19,7 @@ from matplotlib.colors import Normalize
 # A bare Figure renders with Agg and leaves pyplot's global backend state alone (headless, threads).
 from matplotlib.figure import Figure
 
-from callbacks.report import CONTRAST_TITLES
+from results.report import CONTRAST_TITLES
 
 CELL_INCH = 2.0  # side of one image cell
 DPI = 100

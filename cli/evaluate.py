@@ -13,12 +13,12 @@ from lightning.pytorch.cli import LightningArgumentParser
 from rich.console import Console
 
 from callbacks.contrastive_evaluation import ContrastiveEvaluation
-from callbacks.report import CONSOLE_WIDTH, console_tables
-from lightning_modules.cli import DEFAULT_ROOT, WhynotCLI
-from lightning_modules.console import DEBUG_ENV, ignore_warning, run_main
-from lightning_modules.loggers import resolve_class, wandb_run_notes
-from lightning_modules.run_dir import existing
-from lightning_modules.split_check import RequireNonEmptySplit
+from cli.base import DEFAULT_ROOT, WhynotCLI
+from cli.console import DEBUG_ENV, ignore_warning, run_main
+from cli.loggers import resolve_class, wandb_run_notes
+from cli.run_dir import existing
+from cli.split_check import RequireNonEmptySplit
+from results.report import CONSOLE_WIDTH, console_tables
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "evaluation" / "default.yaml"
 
