@@ -34,6 +34,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from errors import ConfigError
+
 METHODS = ("gradcam", "linear_approx")
 
 
@@ -83,7 +85,7 @@ def run(
     n_images = images or default_images
     batch = min(batch, n_images)
     if n_images % batch:
-        raise ValueError(f"images={n_images}: use a multiple of the batch size {batch}")
+        raise ConfigError(f"images={n_images}: use a multiple of the batch size {batch}")
     repeats = repeats or default_repeats
     spec = BACKBONES[name]
     model = spec.builder().eval().to(device)

@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from errors import ConfigError
+
 METHODS = ("gradcam", "linear_approx")
 PARTS = ("explain", "masking", "localisation", "gradient_sign")
 GOAL = 0.85
@@ -144,7 +146,7 @@ def use_clock(name: str) -> None:
     a CPU shared with other jobs (run it with one thread: idle threads' spinning would count)."""
     global _clock
     if name == "cpu" and torch.cuda.is_available():
-        raise ValueError("clock='cpu' times CPU work; on a GPU use the wall clock")
+        raise ConfigError("clock='cpu' times CPU work; on a GPU use the wall clock")
     _clock = _clocks[name]
 
 
@@ -193,7 +195,7 @@ def setting(quick: bool, device: torch.device, images: int | None = None,
     s.batch = min(batch or s.batch, s.images)
     s.repeats = repeats or s.repeats
     if s.images % s.batch:
-        raise ValueError(f"images={s.images}: use a multiple of the batch size {s.batch}")
+        raise ConfigError(f"images={s.images}: use a multiple of the batch size {s.batch}")
     return s
 
 
@@ -208,7 +210,7 @@ def _precision(name: str, device: torch.device):
     if name in ("16-true", "bf16-true"):
         return HalfPrecision(name)
     if name != "32-true":
-        raise ValueError(
+        raise ConfigError(
             f"precision={name!r}: use 32-true, bf16-mixed, 16-mixed, bf16-true or 16-true"
         )
     return Precision()

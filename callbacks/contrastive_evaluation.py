@@ -26,6 +26,7 @@ from torch import nn
 from callbacks.exemplars import ExemplarBuffer, exemplar_caption, exemplar_figure_png
 from callbacks.precision import InPrecision
 from cli.console import ignore_warning
+from errors import ConfigError, InputTypeError, RunError
 from explainers import explain
 from explainers.hooks import find_module
 from metrics import GradientSignPerturbation, PartLocalization, PerturbationScore, SampleCount
@@ -99,16 +100,17 @@ class ContrastiveEvaluation(Callback):
     ) -> None:
         super().__init__()
         if not methods:
-            raise ValueError("ContrastiveEvaluation: `methods` is empty; give at least one method.")
+            raise ConfigError(
+                "ContrastiveEvaluation: `methods` is empty; give at least one method.")
         if topk != 2:
-            raise ValueError(
+            raise ConfigError(
                 f"ContrastiveEvaluation: topk={topk}, but the perturbation protocol compares the "
                 "top-2 classes (t1, t2); use topk=2."
             )
         if max_batch < 1:
-            raise ValueError(f"ContrastiveEvaluation: max_batch={max_batch} must be >= 1.")
+            raise ConfigError(f"ContrastiveEvaluation: max_batch={max_batch} must be >= 1.")
         if memory_budget_gib is not None and not memory_budget_gib > 0:
-            raise ValueError(
+            raise ConfigError(
                 f"ContrastiveEvaluation: memory_budget_gib={memory_budget_gib} must be > 0 "
                 "(GiB for one gradient-sign chunk, e.g. 8 on a 24 GB GPU) or null for no limit."
             )
@@ -193,14 +195,14 @@ class ContrastiveEvaluation(Callback):
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Refuse inference mode, then build fresh metrics on the module's device."""
         if trainer.test_loop.inference_mode or torch.is_inference_mode_enabled():
-            raise RuntimeError(
+            raise RunError(
                 "ContrastiveEvaluation needs gradients during Trainer.test, but the trainer runs "
                 "under torch.inference_mode. Create it with Trainer(inference_mode=False) "
                 "(evaluate.py does this for you)."
             )
         for attr in ("net", "explain_layer"):
             if not hasattr(pl_module, attr) and (attr == "net" or self.layer is None):
-                raise TypeError(
+                raise InputTypeError(
                     f"ContrastiveEvaluation: {type(pl_module).__name__} has no `{attr}`; use "
                     "lightning_modules.FineTuneClassifier or give `layer` explicitly."
                 )
@@ -375,7 +377,7 @@ class ContrastiveEvaluation(Callback):
         if local is None and trainer is not None:
             local = trainer.default_root_dir
         if local is None:
-            raise RuntimeError("ContrastiveEvaluation: no output folder before Trainer.test.")
+            raise RunError("ContrastiveEvaluation: no output folder before Trainer.test.")
         return Path(local)
 
     def settings(self) -> dict[str, Any]:

@@ -2,27 +2,25 @@
 
 ``quiet_libraries()`` silences, by message and category, the lines that do not concern the user
 (Lightning's advertising tips, a deprecation inside Lightning, the tensorboardX note); warnings a
-user can act on stay. ``run_main`` shows an error that whynot raised on purpose (a ``raise`` in
-the project's own code: missing data, a bad option, a class mismatch, a missing checkpoint ...) as
-its message alone, exit code 1; anything else keeps its traceback. ``WHYNOT_DEBUG=1`` shows the
-traceback of every error.
+user can act on stay. ``run_main`` shows whynot's own errors (``errors.WhynotError``: missing
+data, a bad option, a class mismatch, a missing checkpoint ...) as their message alone, exit code
+1; anything else keeps its traceback. ``WHYNOT_DEBUG=1`` shows the traceback of every error.
 """
 
 from __future__ import annotations
 
-import linecache
 import logging
 import os
 import sys
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
+
+from errors import WhynotError
 
 T = TypeVar("T")
 
 DEBUG_ENV = "WHYNOT_DEBUG"
-PROJECT = Path(__file__).resolve().parent.parent
 
 # (message regex, category): each one a line that Lightning or torch print on every run and that
 # asks nothing of the user.
@@ -61,33 +59,6 @@ def quiet_libraries() -> None:
         logger.addFilter(_DropInfo(LIBRARY_INFO_PREFIXES))
 
 
-def _innermost_frame(err: BaseException) -> tuple[str, int] | None:
-    tb = err.__traceback__
-    if tb is None:
-        return None
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb.tb_frame.f_code.co_filename, tb.tb_lineno
-
-
-def raised_on_purpose(err: BaseException) -> bool:
-    """True for an ``Exception`` that a ``raise`` statement in whynot's own code raised.
-
-    Those are whynot's messages for the user. An error raised inside a library, an assertion or
-    an error of Python itself in our code (a bug) is not.
-    """
-    if not isinstance(err, Exception) or isinstance(err, AssertionError):
-        return False
-    where = _innermost_frame(err)
-    if where is None:
-        return False
-    filename, lineno = where
-    path = Path(filename).resolve()
-    if PROJECT not in path.parents or any(p in path.parts for p in ("site-packages", ".venv")):
-        return False
-    return linecache.getline(filename, lineno).lstrip().startswith("raise")
-
-
 def error_message(prog: str, err: BaseException) -> str:
     """``<prog>: error: <message>`` plus how to see the traceback."""
     text = str(err) or type(err).__name__
@@ -102,7 +73,7 @@ def run_main(prog: str, fn: Callable[[], T]) -> T:
     try:
         return fn()
     except Exception as err:
-        if os.environ.get(DEBUG_ENV, "") not in ("", "0") or not raised_on_purpose(err):
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0") or not isinstance(err, WhynotError):
             raise
         sys.stdout.flush()
         print(error_message(prog, err), file=sys.stderr)

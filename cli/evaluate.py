@@ -18,6 +18,7 @@ from cli.console import DEBUG_ENV, ignore_warning, run_main
 from cli.loggers import resolve_class, wandb_run_notes
 from cli.run_dir import existing
 from cli.split_check import RequireNonEmptySplit
+from errors import MissingFileError, RunError
 from results.report import CONSOLE_WIDTH, console_tables
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "evaluation" / "default.yaml"
@@ -128,7 +129,7 @@ class EvaluationCLI(WhynotCLI):
         for cb in self.trainer.callbacks:
             if isinstance(cb, ContrastiveEvaluation):
                 return cb
-        raise RuntimeError("no ContrastiveEvaluation callback on the trainer.")
+        raise RunError("no ContrastiveEvaluation callback on the trainer.")
 
     def evaluate(self) -> dict[str, float]:
         """``Trainer.test`` with the callback; print the tables and what was written (rank 0)."""
@@ -136,7 +137,7 @@ class EvaluationCLI(WhynotCLI):
         if ckpt_path is None:
             self.say("no --ckpt_path given; evaluating the model as initialised.", warning=True)
         elif not Path(ckpt_path).is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"checkpoint {ckpt_path!r} does not exist; pass the .ckpt written by train.py "
                 "(e.g. outputs/<experiment>/checkpoints/last.ckpt) as --ckpt_path.")
         with self.removing_unused_run_dir():
@@ -145,7 +146,7 @@ class EvaluationCLI(WhynotCLI):
                               verbose=False)
             results = self.evaluation.results
             if not results:  # every rank holds the same (reduced) results
-                raise RuntimeError(
+                raise RunError(
                     "the test loop ran no batch, so nothing was measured and no results were "
                     "written (limit_test_batches=0?).")
             if self.is_rank_zero():
@@ -161,7 +162,7 @@ class EvaluationCLI(WhynotCLI):
         out = self.evaluation.resolve_output_dir()
         written = existing(self.evaluation.written)
         if not written or written[0].name != "results.json":
-            raise RuntimeError(f"{out / 'results.json'} was not written.")
+            raise RunError(f"{out / 'results.json'} was not written.")
         names = ", ".join(str(p.relative_to(out)) for p in written)
         lines = [f"evaluate.py finished: {names} in {out}"]
         run_files = [p.name for p in existing([self.run.path / "config.yaml",

@@ -22,6 +22,8 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from errors import ConfigError
+
 STAGES = ("fit", "validate", "test", "predict", "evaluate")
 START_UP_FILES = frozenset({"config.yaml", "hparams.yaml"})
 _VERSION = re.compile(r"version_(\d+)")
@@ -67,7 +69,7 @@ def next_version(root: Path, stage: str) -> int:
 def new_run_dir(root: str | Path, stage: str) -> RunDir:
     """The next unused run folder of ``stage`` under ``root`` (not created)."""
     if stage not in STAGES:
-        raise ValueError(f"stage {stage!r} is not one of {STAGES}")
+        raise ConfigError(f"stage {stage!r} is not one of {STAGES}")
     return RunDir(Path(root), stage, next_version(Path(root), stage))
 
 

@@ -6,11 +6,13 @@ from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from errors import ConfigError
+
 # Lightning stage -> the split it runs on (fit: train; an empty val set only means no validation).
 STAGE_SPLIT = {"fit": "train", "validate": "val", "test": "test"}
 
 
-class EmptySplitError(ValueError):
+class EmptySplitError(ConfigError):
     """The split a stage runs on has no samples."""
 
 

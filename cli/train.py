@@ -16,6 +16,7 @@ from cli.console import DEBUG_ENV, ignore_warning, run_main
 from cli.loggers import wandb_run_notes
 from cli.run_dir import existing
 from cli.split_check import RequireNonEmptySplit
+from errors import MissingFileError, RunError
 from lightning_modules.classifier import FineTuneClassifier
 
 TRAIN_HELP = f"""\
@@ -114,18 +115,18 @@ class TrainCLI(WhynotCLI):
             pattern = "last*.ckpt" if ckpt == "last" else "best-*.ckpt"
             found = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)
             if not found:
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"--ckpt_path {ckpt}: there is no {pattern} in {folder}; {hint}.")
             config["ckpt_path"] = str(found[-1])
         elif not Path(ckpt).is_file():
-            raise FileNotFoundError(f"--ckpt_path {ckpt}: no such checkpoint file; {hint}.")
+            raise MissingFileError(f"--ckpt_path {ckpt}: no such checkpoint file; {hint}.")
 
     def before_fit(self) -> None:
         """A given checkpoint path must exist (``last`` resumes when there is one)."""
         ckpt = self.config_init["fit"].get("ckpt_path")
         if ckpt not in (None, "last", "best", "hpc", "registry") and not Path(ckpt).is_file():
-            raise FileNotFoundError(f"--ckpt_path {ckpt}: no such checkpoint file to resume "
-                                    "from; use --ckpt_path last or the path of a .ckpt.")
+            raise MissingFileError(f"--ckpt_path {ckpt}: no such checkpoint file to resume "
+                                   "from; use --ckpt_path last or the path of a .ckpt.")
         if ckpt is not None:  # resuming: the checkpoint folder holds the run's own checkpoints
             ignore_warning(r"Checkpoint directory .* exists and is not empty", UserWarning)
 
@@ -139,7 +140,7 @@ class TrainCLI(WhynotCLI):
 
     def _measured(self, results: list[dict[str, Any]] | None) -> None:
         if not results or not any(results):
-            raise RuntimeError(
+            raise RunError(
                 f"{self.prog} {self.subcommand}: no batch was run, so nothing was measured "
                 "(limit_*_batches=0 or an empty loader).")
 

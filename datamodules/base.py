@@ -24,6 +24,7 @@ from datamodules.transforms import (
     eval_transform,
     train_transform,
 )
+from errors import ConfigError, MissingFileError
 
 
 @dataclass
@@ -48,8 +49,8 @@ def require_files(name: str, folder: Path, expected: Sequence[str], source: str)
     """``folder`` if every expected entry (``"x/"`` for a folder) exists, else a clear error."""
     missing = [f for f in expected if not (folder / f.rstrip("/")).exists()]
     if missing:
-        raise FileNotFoundError(missing_dataset_error(name, folder, expected, source)
-                                + f" Missing: {', '.join(missing)}.")
+        raise MissingFileError(missing_dataset_error(name, folder, expected, source)
+                               + f" Missing: {', '.join(missing)}.")
     return folder
 
 
@@ -58,13 +59,13 @@ def check_labels(labels: Tensor, num_classes: int, where: Sequence[str]) -> None
     bad = ((labels < 0) | (labels >= num_classes)).nonzero()
     if len(bad):
         i = int(bad[0, 0])
-        raise ValueError(f"Label {int(labels[i])} outside [0, {num_classes}) at {where[i]}")
+        raise ConfigError(f"Label {int(labels[i])} outside [0, {num_classes}) at {where[i]}")
 
 
 def carve_val(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Seeded split of ``range(n)`` into (train, val) indices, ``round(n * val_fraction)`` val."""
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction={val_fraction} must be in [0, 1)")
+        raise ConfigError(f"val_fraction={val_fraction} must be in [0, 1)")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     n_val = round(n * val_fraction)
     return sorted(perm[n_val:]), sorted(perm[:n_val])
@@ -133,10 +134,10 @@ class FineGrainedDataModule(pl.LightningDataModule):
             if isinstance(value, os.PathLike):
                 self.hparams[key] = os.fspath(value)
         if augment not in AUGMENTS:
-            raise ValueError(f"augment={augment!r} is not one of {AUGMENTS}")
+            raise ConfigError(f"augment={augment!r} is not one of {AUGMENTS}")
         if with_ground_truth and not self.has_ground_truth:
-            raise ValueError(f"{self.name} has no ground-truth part masks; use "
-                             "with_ground_truth=False (CUB and the synthetic set have them).")
+            raise ConfigError(f"{self.name} has no ground-truth part masks; use "
+                              "with_ground_truth=False (CUB and the synthetic set have them).")
         self.root = Path(root)
         self.image_size = image_size
         self.batch_size = batch_size
@@ -175,11 +176,11 @@ class FineGrainedDataModule(pl.LightningDataModule):
 
     @property
     def part_names(self) -> list[str]:
-        raise ValueError(f"{self.name} has no ground-truth parts")
+        raise ConfigError(f"{self.name} has no ground-truth parts")
 
     @property
     def part_attributes(self) -> Tensor:
-        raise ValueError(f"{self.name} has no ground-truth parts")
+        raise ConfigError(f"{self.name} has no ground-truth parts")
 
     # --- datasets -------------------------------------------------------------------------
     def prepare_data(self) -> None:

@@ -19,6 +19,7 @@ from datamodules.cub_parts import (
     CUBPartsDataset,
     missing_part_files,
 )
+from errors import ConfigError, MissingFileError
 
 CUB_FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt",
              "bounding_boxes.txt", "images/")
@@ -72,11 +73,11 @@ class CUB200DataModule(FineGrainedDataModule):
     ) -> None:
         """``kwargs``: the common arguments of ``FineGrainedDataModule``."""
         if with_ground_truth not in (False, True, "box", "parts"):
-            raise ValueError(f"with_ground_truth={with_ground_truth!r}: use 'parts', 'box', True "
-                             "(parts if the files are there, else the box) or False")
+            raise ConfigError(f"with_ground_truth={with_ground_truth!r}: use 'parts', 'box', True "
+                              "(parts if the files are there, else the box) or False")
         if not part_radius > 0:
-            raise ValueError(f"part_radius={part_radius}: give a positive fraction of the bird "
-                             f"box, e.g. {DEFAULT_PART_RADIUS}")
+            raise ConfigError(f"part_radius={part_radius}: give a positive fraction of the bird "
+                              f"box, e.g. {DEFAULT_PART_RADIUS}")
         super().__init__(root, with_ground_truth=with_ground_truth, **kwargs)
         self.part_radius = part_radius
         self._ground_truth: str | None = None
@@ -92,7 +93,7 @@ class CUB200DataModule(FineGrainedDataModule):
         d = self.folder
         missing = [f for f in CUB_FILES if not (d / f.rstrip("/")).exists()]
         if missing:
-            raise FileNotFoundError(missing_dataset_error(
+            raise MissingFileError(missing_dataset_error(
                 self.name, d, [f"CUB_200_2011/{f}" for f in CUB_FILES], CUB_SOURCE)
                 + f" Missing: {', '.join(missing)}.")
         return d
@@ -162,8 +163,8 @@ class CUB200DataModule(FineGrainedDataModule):
         for line, f in _read_table(d / "image_class_labels.txt"):
             lab = int(f[1]) - 1
             if not 0 <= lab < n_cls:
-                raise ValueError(f"Label {f[1]} outside [1, {n_cls}] in "
-                                 f"{d / 'image_class_labels.txt'} line {line}: {' '.join(f)}")
+                raise ConfigError(f"Label {f[1]} outside [1, {n_cls}] in "
+                                  f"{d / 'image_class_labels.txt'} line {line}: {' '.join(f)}")
             labels[int(f[0])] = lab
         is_train = {int(f[0]): f[1] == "1" for _, f in _read_table(d / "train_test_split.txt")}
         boxes = {int(f[0]): [float(v) for v in f[1:5]]
@@ -172,8 +173,8 @@ class CUB200DataModule(FineGrainedDataModule):
         ids = [i for i in sorted(images) if is_train.get(i) == want_train]
         missing = [i for i in ids if i not in labels or i not in boxes]
         if missing:
-            raise ValueError(f"Image id {missing[0]} of {d / 'images.txt'} has no entry in "
-                             "image_class_labels.txt or bounding_boxes.txt")
+            raise ConfigError(f"Image id {missing[0]} of {d / 'images.txt'} has no entry in "
+                              "image_class_labels.txt or bounding_boxes.txt")
         return CUBSamples(
             files=[d / "images" / images[i] for i in ids],
             labels=torch.tensor([labels[i] for i in ids], dtype=torch.long),

@@ -42,6 +42,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from datamodules.image_list import load_rgb
+from errors import ConfigError, MissingFileError
 
 PART_FILES = ("parts/parts.txt", "parts/part_locs.txt",
               "attributes/class_attribute_labels_continuous.txt")
@@ -85,10 +86,10 @@ def _numbers(path: Path, columns: int) -> np.ndarray:
     try:
         values = np.array(tokens, dtype=np.float64)
     except ValueError as err:
-        raise ValueError(f"{path}: every field must be a number ({err})") from err
+        raise ConfigError(f"{path}: every field must be a number ({err})") from err
     if values.size % columns:
-        raise ValueError(f"{path}: {values.size} numbers do not form rows of {columns} fields; "
-                         "is the file truncated?")
+        raise ConfigError(f"{path}: {values.size} numbers do not form rows of {columns} fields; "
+                          "is the file truncated?")
     return values.reshape(-1, columns)
 
 
@@ -100,8 +101,8 @@ def _id_names(path: Path) -> list[str]:
             continue
         fields = line.split(maxsplit=1)
         if len(fields) != 2 or fields[0] != str(len(names) + 1):
-            raise ValueError(f"{path} line {i}: expected '<id> <name>' with id {len(names) + 1}, "
-                             f"got {line.strip()!r}")
+            raise ConfigError(f"{path} line {i}: expected '<id> <name>' with id {len(names) + 1}, "
+                              f"got {line.strip()!r}")
         names.append(fields[1].strip())
     return names
 
@@ -126,9 +127,9 @@ def read_part_locs(path: Path, num_keypoints: int) -> tuple[Tensor, Tensor]:
     bad = (image_ids < 1) | (part_ids < 1) | (part_ids > num_keypoints)
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"{path} line {i + 1}: image id {image_ids[i]} / part id {part_ids[i]} "
-                         f"outside [1, ...] / [1, {num_keypoints}] (parts.txt has "
-                         f"{num_keypoints} parts)")
+        raise ConfigError(f"{path} line {i + 1}: image id {image_ids[i]} / part id {part_ids[i]} "
+                          f"outside [1, ...] / [1, {num_keypoints}] (parts.txt has "
+                          f"{num_keypoints} parts)")
     n = int(image_ids.max()) + 1 if len(rows) else 1
     keypoints = torch.zeros(n, num_keypoints, 3, dtype=torch.float32)
     present = torch.zeros(n, num_keypoints, dtype=torch.bool)
@@ -146,8 +147,8 @@ def read_attribute_groups(path: Path) -> list[str]:
         group, sep, _ = name.partition("::")
         group = group.removeprefix("has_")
         if not sep or group not in GROUP_PARTS:
-            raise ValueError(f"{path} attribute {i}: {name!r} is not 'has_<group>::<value>' with "
-                             f"a known group ({', '.join(sorted(GROUP_PARTS))})")
+            raise ConfigError(f"{path} attribute {i}: {name!r} is not 'has_<group>::<value>' with "
+                              f"a known group ({', '.join(sorted(GROUP_PARTS))})")
         groups.append(group)
     return groups
 
@@ -208,7 +209,7 @@ class CUBPartAnnotations:
         """Parse the files under ``folder`` (``CUB_200_2011``); a missing one is a clear error."""
         missing = missing_part_files(folder)
         if missing:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"CUB-200-2011 part ground truth (with_ground_truth='parts') needs "
                 f"{', '.join(PART_FILES)} in {folder} and {ATTRIBUTE_NAMES} beside or inside it; "
                 f"missing: {', '.join(missing)}. They come with CUB_200_2011.tgz "
@@ -222,12 +223,12 @@ class CUBPartAnnotations:
         groups = read_attribute_groups(attr_path)
         unknown = sorted({p for g in groups for p in GROUP_PARTS[g]} - set(names))
         if unknown:
-            raise ValueError(f"{folder / 'parts' / 'parts.txt'} lacks the parts {unknown} that "
-                             f"the attribute groups of {attr_path} describe; got {names}")
+            raise ConfigError(f"{folder / 'parts' / 'parts.txt'} lacks the parts {unknown} that "
+                              f"the attribute groups of {attr_path} describe; got {names}")
         table = folder / "attributes" / "class_attribute_labels_continuous.txt"
         class_attr = _numbers(table, 1).reshape(-1)
         if class_attr.size != num_classes * len(groups):
-            raise ValueError(
+            raise ConfigError(
                 f"{table}: expected {num_classes} rows x {len(groups)} values (classes in "
                 f"classes.txt x attributes in {attr_path.name}), found {class_attr.size} values")
         ids = part_attribute_ids(class_attr.reshape(num_classes, len(groups)), groups, names)
@@ -240,8 +241,8 @@ class CUBPartAnnotations:
         ok[known] = self.present[image_ids[known]].all(dim=1)
         if not bool(ok.all()):
             first = int(image_ids[~ok][0])
-            raise ValueError(f"Image id {first} of images.txt has no (or not every) line in "
-                             f"{where}; each image needs one line per part of parts.txt")
+            raise ConfigError(f"Image id {first} of images.txt has no (or not every) line in "
+                              f"{where}; each image needs one line per part of parts.txt")
         return self.keypoints[image_ids]
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from errors import MissingFileError
+
 
 def dataset_folder(root: Path, name: str, markers: Sequence[str] = ()) -> Path:
     """The dataset's own folder ``name`` (``fgvc-aircraft-2013b``, ``food-101``, ...).
@@ -28,7 +30,7 @@ def torchvision_root(folder: Path, name: str, dataset: str) -> str:
     torchvision joins ``root`` and the fixed name itself, so a renamed folder cannot be read.
     """
     if folder.name != name:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{dataset}: {folder} holds the data set, but torchvision reads it only from a folder "
             f"named {name!r}: rename it to {folder.parent / name} (or link that name to it) and "
             "pass that folder or its parent as root.")

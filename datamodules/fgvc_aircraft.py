@@ -10,6 +10,7 @@ from torchvision.datasets import FGVCAircraft
 
 from datamodules.base import FineGrainedDataModule, SampleList, missing_dataset_error
 from datamodules.dataset_folder import dataset_folder, torchvision_root
+from errors import ConfigError, MissingFileError
 
 LEVEL_FILES = {"variant": "variants.txt", "family": "families.txt",
                "manufacturer": "manufacturers.txt"}
@@ -31,8 +32,8 @@ class FGVCAircraftDataModule(FineGrainedDataModule):
     ) -> None:
         """``kwargs``: the common arguments of ``FineGrainedDataModule``."""
         if annotation_level not in LEVEL_FILES:
-            raise ValueError(f"annotation_level={annotation_level!r} is not one of "
-                             f"{tuple(LEVEL_FILES)}")
+            raise ConfigError(f"annotation_level={annotation_level!r} is not one of "
+                              f"{tuple(LEVEL_FILES)}")
         super().__init__(root, **kwargs)
         self.annotation_level = annotation_level
 
@@ -49,7 +50,7 @@ class FGVCAircraftDataModule(FineGrainedDataModule):
         need = ["images/", LEVEL_FILES[lvl]] + ([f"images_{lvl}_{split}.txt"] if split else [])
         missing = [f for f in need if not (data / f.rstrip("/")).exists()]
         if missing:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 missing_dataset_error(self.name, data, expected, SOURCE)
                 + f" Missing: {', '.join(missing)}.")
         return data
@@ -67,8 +68,8 @@ class FGVCAircraftDataModule(FineGrainedDataModule):
             for i, line in enumerate(f, 1):
                 parts = line.strip().split(" ", 1)
                 if line.strip() and (len(parts) < 2 or parts[1] not in names):
-                    raise ValueError(f"Unknown {self.annotation_level} in {labels_file} line {i}: "
-                                     f"{line.strip()!r}")
+                    raise ConfigError(f"Unknown {self.annotation_level} in {labels_file} line {i}: "
+                                      f"{line.strip()!r}")
         ds = FGVCAircraft(torchvision_root(data.parent, FOLDER, self.name), split=split,
                           annotation_level=self.annotation_level, download=False)
         return SampleList([Path(p) for p in ds._image_files],

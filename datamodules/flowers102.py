@@ -9,6 +9,7 @@ from torchvision.datasets import Flowers102
 
 from datamodules.base import FineGrainedDataModule, SampleList, require_files
 from datamodules.dataset_folder import dataset_folder, torchvision_root
+from errors import ConfigError
 
 FILES = ("jpg/", "imagelabels.mat", "setid.mat")
 SOURCE = ("https://www.robots.ox.ac.uk/~vgg/data/flowers/102/ (102flowers.tgz, imagelabels.mat, "
@@ -47,6 +48,6 @@ class Flowers102DataModule(FineGrainedDataModule):
         bad = ((labels < 0) | (labels >= NUM_CLASSES)).nonzero()
         if len(bad):
             f = ds._image_files[int(bad[0, 0])]
-            raise ValueError(f"Label {int(labels[bad[0, 0]]) + 1} outside [1, {NUM_CLASSES}] in "
-                             f"{d / 'imagelabels.mat'} for {Path(f).name}")
+            raise ConfigError(f"Label {int(labels[bad[0, 0]]) + 1} outside [1, {NUM_CLASSES}] in "
+                              f"{d / 'imagelabels.mat'} for {Path(f).name}")
         return SampleList([Path(p) for p in ds._image_files], labels)

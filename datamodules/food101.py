@@ -9,6 +9,7 @@ from torchvision.datasets import Food101
 
 from datamodules.base import FineGrainedDataModule, SampleList, require_files
 from datamodules.dataset_folder import dataset_folder, torchvision_root
+from errors import ConfigError
 
 FILES = ("meta/classes.txt", "meta/train.json", "meta/test.json", "images/")
 SOURCE = "https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/ (food-101.tar.gz)"
@@ -37,8 +38,8 @@ class Food101DataModule(FineGrainedDataModule):
         ds = Food101(torchvision_root(d, FOLDER, self.name), split=split, download=False)
         if ds.classes != sorted(self.class_names):
             extra = sorted(set(ds.classes) - set(self.class_names))
-            raise ValueError(f"{d / 'meta' / (split + '.json')} names classes "
-                             f"missing from meta/classes.txt: {extra[:5]}")
+            raise ConfigError(f"{d / 'meta' / (split + '.json')} names classes "
+                              f"missing from meta/classes.txt: {extra[:5]}")
         # torchvision numbers classes in sorted order; map them to classes.txt order.
         order = {c: i for i, c in enumerate(self.class_names)}
         remap = torch.tensor([order[c] for c in ds.classes], dtype=torch.long)

@@ -10,6 +10,8 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from errors import RunError
+
 
 def load_rgb(path: Path) -> Image.Image:
     """Open an image as RGB; an unreadable file raises ``RuntimeError`` naming it."""
@@ -17,7 +19,7 @@ def load_rgb(path: Path) -> Image.Image:
         with Image.open(path) as img:
             return img.convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise RuntimeError(
+        raise RunError(
             f"Cannot read image {path}: {err}. Replace the file, or pass skip_corrupt=True to drop "
             "unreadable images."
         ) from err

@@ -7,6 +7,8 @@ from collections.abc import Iterator, Sized
 import torch.distributed as dist
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+from errors import InputTypeError
+
 
 class UnpaddedDistributedSampler(DistributedSampler):
     """Rank ``r`` of ``W`` gets indices ``r, r + W, r + 2W, ...``: every index exactly once.
@@ -25,7 +27,7 @@ class UnpaddedDistributedSampler(DistributedSampler):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False,
                          drop_last=False)
         if not isinstance(dataset, Sized):
-            raise TypeError("UnpaddedDistributedSampler needs a dataset with __len__.")
+            raise InputTypeError("UnpaddedDistributedSampler needs a dataset with __len__.")
         self.total_size = len(dataset)
         self.num_samples = len(range(self.rank, self.total_size, self.num_replicas))
 

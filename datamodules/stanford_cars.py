@@ -10,6 +10,7 @@ from torchvision.datasets import StanfordCars
 
 from datamodules.base import FineGrainedDataModule, SampleList, require_files
 from datamodules.dataset_folder import dataset_folder, torchvision_root
+from errors import ConfigError
 
 FILES = ("devkit/cars_meta.mat", "devkit/cars_train_annos.mat", "cars_train/", "cars_test/",
          "cars_test_annos_withlabels.mat")
@@ -47,6 +48,6 @@ class StanfordCarsDataModule(FineGrainedDataModule):
             i = int(bad[0, 0])
             mat = "devkit/cars_train_annos.mat" if split == "train" else \
                 "cars_test_annos_withlabels.mat"
-            raise ValueError(f"Class {int(labels[i]) + 1} outside [1, {n}] in {d / mat}, "
-                             f"annotation {i + 1} ({files[i].name})")
+            raise ConfigError(f"Class {int(labels[i]) + 1} outside [1, {n}] in {d / mat}, "
+                              f"annotation {i + 1} ({files[i].name})")
         return SampleList(files, labels)

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import Tensor
 
+from errors import ConfigError
+
 PART_NAMES = ["body", "head", "wing"]
 WING_SHADES = (0.60, 0.40)  # light, dark grey level of the wing
 WING_JITTER = 0.05  # std of the Gaussian shade jitter: ~2 % of wings cross to the sibling
@@ -33,7 +35,7 @@ def part_attributes(num_classes: int) -> Tensor:
 
 def _check_classes(num_classes: int) -> None:
     if num_classes < 2 or num_classes % 2:
-        raise ValueError(f"num_classes={num_classes} must be an even number >= 2 (sibling pairs)")
+        raise ConfigError(f"num_classes={num_classes} must be an even number >= 2 (sibling pairs)")
 
 
 def _hsv_to_rgb(h: Tensor, s: float, v: float) -> Tensor:
@@ -114,7 +116,7 @@ def make_scenes(n: int, num_classes: int, size: int, seed: int) -> tuple[Tensor,
         lat = {k: v[i:i + step] for k, v in latents.items()}
         chunks.append(render(lat, labels[i:i + step], num_classes, size))
     if not chunks:
-        raise ValueError(f"n={n} scenes requested; need at least one")
+        raise ConfigError(f"n={n} scenes requested; need at least one")
     imgs = torch.cat([c[0] for c in chunks])
     masks = torch.cat([c[1] for c in chunks])
     return (imgs * 255).round().to(torch.uint8), labels, masks

@@ -1,4 +1,5 @@
-"""Train / evaluation transforms: the paper's augmentation list (SPEC §4), a light one, none."""
+"""Train / evaluation transforms: the paper's augmentation list (docs/protocol.md §4), a light
+one, none."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Callable
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
+from errors import ConfigError
+
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 AUGMENTS = ("paper", "light", "none")
@@ -14,10 +17,11 @@ AUGMENTS = ("paper", "light", "none")
 
 def _augmentations(augment: str, size: int, tensor_input: bool) -> list[Callable]:
     if augment not in AUGMENTS:
-        raise ValueError(f"augment={augment!r} is not one of {AUGMENTS}")
+        raise ConfigError(f"augment={augment!r} is not one of {AUGMENTS}")
     if augment == "paper":
-        # Order and values exactly as the official train.py (SPEC §4); torchvision's tensor path
-        # has no bicubic perspective warp, so tensor inputs (the synthetic set) use bilinear.
+        # Order and values exactly as the official train.py (docs/protocol.md §4); torchvision's
+        # tensor path has no bicubic perspective warp, so tensor inputs (the synthetic set) use
+        # bilinear.
         warp = InterpolationMode.BILINEAR if tensor_input else InterpolationMode.BICUBIC
         return [
             T.RandomHorizontalFlip(),
@@ -56,6 +60,7 @@ def eval_transform(
     std: tuple[float, float, float] = IMAGENET_STD,
     tensor_input: bool = False,
 ) -> Callable:
-    """``Resize((s, s))``, ``ToTensor``, ``Normalize`` (SPEC §4 test): PIL -> ``[3, s, s]``."""
+    """``Resize((s, s))``, ``ToTensor``, ``Normalize`` (docs/protocol.md §4, test): PIL ->
+    ``[3, s, s]``."""
     to_tensor = [] if tensor_input else [T.ToTensor()]
     return T.Compose([T.Resize((size, size)), *to_tensor, T.Normalize(mean, std)])

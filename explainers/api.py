@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from errors import ConfigError, InputTypeError
 from explainers.contrasts import CONTRASTS, contrast_rows, rivals
 from explainers.engine import check_grad_possible, forward_vjp, result_dtype
 from explainers.hooks import tokens_to_grid
@@ -37,31 +38,32 @@ class Explanation:
 
 def _check_targets(targets: Tensor, num_classes: int, batch: int) -> Tensor:
     if targets.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"targets must be a LongTensor [B] or [B, k], got dtype {targets.dtype}")
+        raise InputTypeError(
+            f"targets must be a LongTensor [B] or [B, k], got dtype {targets.dtype}")
     t = targets.long()
     t = t[:, None] if t.dim() == 1 else t
     if t.dim() != 2 or t.shape[0] != batch:
-        raise ValueError(
+        raise ConfigError(
             f"targets must be [B] or [B, k] with B = {batch}, got {tuple(targets.shape)}"
         )
     if bool(((t < 0) | (t >= num_classes)).any()):  # one host sync per public call
-        raise ValueError(f"targets must lie in [0, {num_classes}), got {targets.tolist()}")
+        raise ConfigError(f"targets must lie in [0, {num_classes}), got {targets.tolist()}")
     return t
 
 
 def _check_call(method: str, layer: str | None, reshape: str | None, x: Tensor) -> Method:
     """Validate the arguments every entry shares; returns the method's spec."""
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+        raise ConfigError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
     spec = METHODS[method]
     if spec.input_space and layer is not None:
-        raise ValueError(f"method {method!r} explains the input: pass layer=None, not {layer!r}")
+        raise ConfigError(f"method {method!r} explains the input: pass layer=None, not {layer!r}")
     if not spec.input_space and layer is None:
-        raise ValueError(f"method {method!r} needs layer=<module name from model.named_modules()>")
+        raise ConfigError(f"method {method!r} needs layer=<module name from model.named_modules()>")
     if reshape not in (None, "tokens"):
-        raise ValueError(f"reshape must be None or 'tokens', got {reshape!r}")
+        raise ConfigError(f"reshape must be None or 'tokens', got {reshape!r}")
     if x.dim() != 4:
-        raise ValueError(f"x must be images [B, C_in, H, W], got shape {tuple(x.shape)}")
+        raise ConfigError(f"x must be images [B, C_in, H, W], got shape {tuple(x.shape)}")
     check_grad_possible(x)
     return spec
 
@@ -70,7 +72,7 @@ def _check_contrasts(contrasts: Sequence[str]) -> tuple[str, ...]:
     contrasts = tuple(contrasts)
     bad = [c for c in contrasts if c not in CONTRASTS]
     if bad or not contrasts:
-        raise ValueError(f"unknown contrasts {bad or contrasts!r}; choose from {CONTRASTS}")
+        raise ConfigError(f"unknown contrasts {bad or contrasts!r}; choose from {CONTRASTS}")
     return contrasts
 
 
@@ -119,7 +121,7 @@ def explain(
 
     if method == "integrated_gradients":
         if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
+            raise ConfigError(f"steps must be >= 1, got {steps}")
         x = x.to(result_dtype(x.dtype))  # the path is built in float32, cast on entry
         ref = torch.as_tensor(baseline, dtype=x.dtype, device=x.device).expand_as(x)
         # Right Riemann sum: the last path point is x itself, so its logits are the clean ones.
@@ -135,12 +137,12 @@ def explain(
         c = clean.shape[1]
         if targets is None:
             if not 1 <= topk <= c:
-                raise ValueError(f"topk={topk} must be between 1 and the class count {c}")
+                raise ConfigError(f"topk={topk} must be between 1 and the class count {c}")
             t = clean.topk(topk, dim=1).indices
         else:
             t = _check_targets(targets.to(x.device), c, batch)
         if c < 2 and contrasts != ("original",):
-            raise ValueError("contrasts other than 'original' need at least 2 classes")
+            raise ConfigError("contrasts other than 'original' need at least 2 classes")
         chosen["targets"], chosen["logits"] = t, clean
         reps = logits.shape[0] // batch
         t_all = t.repeat(reps, 1)
@@ -201,12 +203,12 @@ def explain_rows(
     """
     spec = _check_call(method, layer, reshape, x)
     if method == "integrated_gradients":
-        raise ValueError("explain_rows does not take integrated_gradients (a path per input)")
+        raise ConfigError("explain_rows does not take integrated_gradients (a path per input)")
     contrasts = _check_contrasts(contrasts)
     n = x.shape[0]
     idx = which if which.dim() == 2 else which[None]
     if targets.shape != (n,) or idx.dim() != 2 or idx.shape[1] != n:
-        raise ValueError(
+        raise ConfigError(
             f"targets must be [N] and which [N] or [R, N] with N = {n}, got "
             f"{tuple(targets.shape)} and {tuple(which.shape)}"
         )

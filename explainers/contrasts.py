@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from errors import ConfigError
+
 CONTRASTS: tuple[str, ...] = ("original", "weighted", "mean", "max")
 
 
@@ -65,5 +67,5 @@ def contrast_rows(
             rival_hot = torch.zeros_like(one_hot).scatter_(2, rival[..., None], 1.0)
             rows.append(one_hot - rival_hot)
         else:
-            raise ValueError(f"unknown contrast {name!r}; choose from {CONTRASTS}")
+            raise ConfigError(f"unknown contrast {name!r}; choose from {CONTRASTS}")
     return torch.stack(rows).transpose(1, 2)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from errors import ConfigError, RunError
 from explainers.hooks import capture
 
 RowsFn = Callable[[Tensor], Tensor]
@@ -28,7 +29,7 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 def check_grad_possible(x: Tensor) -> None:
     """Refuse inference-mode tensors / inference mode, where no graph can be built."""
     if torch.is_inference_mode_enabled() or x.is_inference():
-        raise RuntimeError(
+        raise RunError(
             "explain() needs autograd but got an inference-mode tensor (or runs inside "
             "torch.inference_mode()); in Lightning use Trainer(inference_mode=False), elsewhere "
             "torch.no_grad() is fine but inference_mode is not"
@@ -120,7 +121,7 @@ def forward_vjp(
                 out = frozen_forward(model, x.detach().to(dtype))
             act = cap.get()
         if out.dim() != 2:
-            raise ValueError(f"the model must return logits [B, C], got shape {tuple(out.shape)}")
+            raise ConfigError(f"the model must return logits [B, C], got shape {tuple(out.shape)}")
         wide = result_dtype(out.dtype)
         logits = out.to(wide)  # rows are built from float32 logits (softmax, alpha)
         rows = rows_fn(logits.detach())

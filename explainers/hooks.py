@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from errors import ConfigError, InputTypeError, RunError
+
 
 @dataclass
 class Captured:
@@ -20,7 +22,7 @@ class Captured:
     def get(self) -> Tensor:
         """The captured activation; clear error when the forward never reached the layer."""
         if self.tensor is None:
-            raise RuntimeError(
+            raise RunError(
                 f"layer {self.name!r} was never reached by the model's forward pass; pick a module "
                 "that the forward actually calls (see model.named_modules())"
             )
@@ -32,7 +34,7 @@ def find_module(model: nn.Module, name: str) -> nn.Module:
     modules = dict(model.named_modules())
     if name not in modules or name == "":
         listed = ", ".join(repr(n) for n in modules if n)
-        raise ValueError(
+        raise ConfigError(
             f"unknown layer {name!r} in {type(model).__name__}; existing names: {listed}"
         )
     return modules[name]
@@ -51,13 +53,13 @@ def capture(model: nn.Module, name: str) -> Iterator[Captured]:
 
     def hook(_mod: nn.Module, _inp: tuple[object, ...], out: object) -> Tensor:
         if not isinstance(out, Tensor):
-            raise TypeError(
+            raise InputTypeError(
                 f"layer {name!r} returns {type(out).__name__}, not a Tensor; hook a module "
                 "whose output is a single tensor"
             )
         cap.calls += 1
         if cap.calls > 1:
-            raise RuntimeError(
+            raise RunError(
                 f"layer {name!r} is called more than once per forward pass, so its activation is "
                 "ambiguous; hook a module that runs once"
             )
@@ -77,7 +79,7 @@ def tokens_to_grid(t: Tensor) -> Tensor:
     n = t.shape[-2] - 1
     side = round(n**0.5)
     if n <= 0 or side * side != n:
-        raise ValueError(
+        raise ConfigError(
             f"reshape='tokens' needs 1 class token + a square grid of patch tokens, got {n + 1} "
             f"tokens (shape {tuple(t.shape)}); use reshape=None for this layer"
         )

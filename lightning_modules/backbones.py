@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torchvision import models
 
+from errors import ConfigError, InputTypeError, MissingFileError
 from lightning_modules.tiny_nets import TinyResNet, TinyVGG
 
 
@@ -73,7 +74,7 @@ BACKBONES: dict[str, BackboneSpec] = {
 def get_spec(name: str) -> BackboneSpec:
     """The registry entry of ``name``; unknown names raise ``ValueError`` listing the known."""
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; known backbones: {sorted(BACKBONES)}")
+        raise ConfigError(f"unknown backbone {name!r}; known backbones: {sorted(BACKBONES)}")
     return BACKBONES[name]
 
 
@@ -82,7 +83,7 @@ def _replace_head(net: nn.Module, path: str, num_classes: int) -> None:
     parent = net.get_submodule(parent_path) if parent_path else net
     old = getattr(parent, attr)
     if not isinstance(old, nn.Linear):
-        raise TypeError(f"head {path!r} is {type(old).__name__}, expected nn.Linear")
+        raise InputTypeError(f"head {path!r} is {type(old).__name__}, expected nn.Linear")
     setattr(parent, attr, nn.Linear(old.in_features, num_classes))
 
 
@@ -94,14 +95,14 @@ def hub_weights_path(name: str, weights: str) -> tuple[Path, str]:
     """
     spec = get_spec(name)
     if spec.weights_enum is None:
-        raise ValueError(f"backbone {name!r} has no torchvision weights; pass a local file path "
-                         "as pretrained")
+        raise ConfigError(f"backbone {name!r} has no torchvision weights; pass a local file path "
+                          "as pretrained")
     try:
         entry = spec.weights_enum.DEFAULT if weights == "DEFAULT" else spec.weights_enum[weights]
     except KeyError:
         known = ["DEFAULT", *(w.name for w in spec.weights_enum)]
-        raise ValueError(f"unknown weights {weights!r} for {name}; known: {known}, or a local "
-                         "file path") from None
+        raise ConfigError(f"unknown weights {weights!r} for {name}; known: {known}, or a local "
+                          "file path") from None
     url = entry.url
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url), url
 
@@ -115,7 +116,7 @@ def _torch_load_weights(path: Path) -> object:
             needed = ", ".join(torch.serialization.get_unsafe_globals_in_checkpoint(path))
         except Exception:  # only a detail of the error message: never hide the refusal
             needed = _unpickler_reason(err)
-        raise ValueError(
+        raise ConfigError(
             f"refusing to load {path}: it holds pickled Python objects ({needed}), not only "
             "tensors, and unpickling them could run arbitrary code, so whynot reads weights with "
             "torch.load(weights_only=True). If you trust those classes, convert the file once: "
@@ -142,8 +143,8 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if all(k.startswith("net.") for k in obj):
             obj = {k[len("net."):]: v for k, v in obj.items()}
     if not isinstance(obj, dict):
-        raise ValueError(f"pretrained file {path} holds {type(obj).__name__}, expected a state "
-                         "dict or a checkpoint with 'state_dict'")
+        raise ConfigError(f"pretrained file {path} holds {type(obj).__name__}, expected a state "
+                          "dict or a checkpoint with 'state_dict'")
     return obj
 
 
@@ -160,14 +161,14 @@ def load_pretrained(net: nn.Module, name: str, pretrained: str) -> None:
         if looks_like_name:
             path, url = hub_weights_path(name, pretrained)
             if not path.is_file():
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"pretrained weights {pretrained!r} for {name} not found at {path}. Nothing is "
                     f"downloaded: fetch {url} by hand and put it there (or set TORCH_HOME), or "
                     "pass a local file path as pretrained.")
         else:
-            raise FileNotFoundError(f"pretrained weights file {path} does not exist; pass a "
-                                    "state dict or checkpoint file, or a torchvision weights name "
-                                    "such as 'IMAGENET1K_V1' cached under torch.hub.get_dir()")
+            raise MissingFileError(f"pretrained weights file {path} does not exist; pass a "
+                                   "state dict or checkpoint file, or a torchvision weights name "
+                                   "such as 'IMAGENET1K_V1' cached under torch.hub.get_dir()")
     state = _read_state_dict(path)
     own = net.state_dict()
     head = get_spec(name).head
@@ -178,8 +179,8 @@ def load_pretrained(net: nn.Module, name: str, pretrained: str) -> None:
     missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [k for k in missing if k not in skipped]
     if missing or unexpected:
-        raise ValueError(f"pretrained file {path} does not fit {name}: missing keys {missing[:5]}, "
-                         f"unexpected keys {unexpected[:5]}")
+        raise ConfigError(f"pretrained file {path} does not fit {name}: missing keys "
+                          f"{missing[:5]}, unexpected keys {unexpected[:5]}")
 
 
 def build_backbone(name: str, num_classes: int, pretrained: str | None = None) -> nn.Module:
@@ -188,7 +189,7 @@ def build_backbone(name: str, num_classes: int, pretrained: str | None = None) -
     The returned module maps ``[B, 3, H, W]`` to logits ``[B, num_classes]``.
     """
     if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
     spec = get_spec(name)
     net = spec.builder()
     _replace_head(net, spec.head, num_classes)

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from errors import ConfigError
 from lightning_modules.backbones import build_backbone, get_spec
 
 SCHEDULERS = (None, "multistep", "cosine", "step")
@@ -17,7 +18,8 @@ OPTIMIZERS = ("sgd", "adamw")
 
 
 class FineTuneClassifier(LightningModule):
-    """A classifier fine-tuned end to end (SPEC §4: SGD, lr 1e-3, momentum 0.9, wd 5e-4).
+    """A classifier fine-tuned end to end (docs/protocol.md §4: SGD, lr 1e-3, momentum 0.9, weight
+    decay 5e-4).
 
     Args:
         backbone: a name in ``BACKBONES``.
@@ -46,9 +48,9 @@ class FineTuneClassifier(LightningModule):
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={optimizer!r} is not one of {OPTIMIZERS}")
+            raise ConfigError(f"optimizer={optimizer!r} is not one of {OPTIMIZERS}")
         if scheduler not in SCHEDULERS:
-            raise ValueError(f"scheduler={scheduler!r} is not one of {SCHEDULERS}")
+            raise ConfigError(f"scheduler={scheduler!r} is not one of {SCHEDULERS}")
         self.save_hyperparameters()
         spec = get_spec(backbone)
         self.net = build_backbone(backbone, num_classes, pretrained)
@@ -151,7 +153,7 @@ class FineTuneClassifier(LightningModule):
         theirs = checkpoint.get("hyper_parameters", {}).get("backbone")
         ours = self.hparams.backbone
         if theirs is not None and theirs != ours:
-            raise ValueError(
+            raise ConfigError(
                 f"{name} holds a {theirs!r} model, but the configured backbone is {ours!r}: "
                 f"evaluate/test it with --model.backbone {theirs} (or the experiment config it "
                 f"was trained with), or pass a checkpoint of a {ours!r} model.")
@@ -160,7 +162,7 @@ class FineTuneClassifier(LightningModule):
         own_net = {k for k in shapes if k.startswith("net.")}
         if state and net_keys != own_net:
             missing, unexpected = sorted(own_net - net_keys), sorted(net_keys - own_net)
-            raise ValueError(
+            raise ConfigError(
                 f"{name} does not fit the configured {ours!r} backbone (its hyper_parameters name "
                 f"{theirs or 'no backbone'}): {len(missing)} of the model's weights are missing "
                 f"(e.g. {missing[:2]}), {len(unexpected)} are unknown (e.g. {unexpected[:2]}). "
@@ -170,14 +172,14 @@ class FineTuneClassifier(LightningModule):
         if key in state:
             ckpt_classes = state[key].shape[0]
             if ckpt_classes != self.hparams.num_classes:
-                raise ValueError(
+                raise ConfigError(
                     f"{name} has {ckpt_classes} classes but the model/data have "
                     f"{self.hparams.num_classes}: the checkpoint was trained on another dataset; "
                     "use the data config it was trained with, or fine-tune from it with "
                     "model.pretrained=<checkpoint> (the head is then re-initialised).")
         wrong = [k for k, v in state.items() if k in shapes and k != key and v.shape != shapes[k]]
         if wrong:
-            raise ValueError(
+            raise ConfigError(
                 f"{name} does not fit the configured {ours!r} backbone: {len(wrong)} weights have "
                 f"other shapes (e.g. {wrong[0]}: {tuple(state[wrong[0]].shape)} in the checkpoint, "
                 f"{tuple(shapes[wrong[0]])} in the model). It was trained with other backbone "

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
+from errors import ConfigError
 from explainers import explain_rows
 from explainers.engine import input_dtype, result_dtype
 from explainers.memory import graph_bytes_per_input
@@ -71,16 +72,16 @@ class GradientSignPerturbation(Metric):
     ) -> None:
         super().__init__(**kwargs)
         if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
-            raise ValueError(f"mean={mean}, std={std}: give 3 channel values each, std > 0")
+            raise ConfigError(f"mean={mean}, std={std}: give 3 channel values each, std > 0")
         steps = tuple(int(n) for n in steps)
         if not steps or any(n < 1 for n in steps) or len(set(steps)) != len(steps):
-            raise ValueError(f"steps={steps}: give distinct positive step counts, e.g. (1, 2, 10)")
+            raise ConfigError(f"steps={steps}: give distinct positive step counts, e.g. (1, 2, 10)")
         if not eps > 0:
-            raise ValueError(f"eps={eps}: must be > 0 (the paper uses 3e-3)")
+            raise ConfigError(f"eps={eps}: must be > 0 (the paper uses 3e-3)")
         if max_batch < 1:
-            raise ValueError(f"max_batch={max_batch}: must be a positive integer")
+            raise ConfigError(f"max_batch={max_batch}: must be a positive integer")
         if memory_budget is not None and memory_budget <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"memory_budget={memory_budget}: give bytes > 0 (e.g. {DEFAULT_MEMORY_BUDGET} = "
                 "8 GiB) or None for no limit"
             )
@@ -145,7 +146,7 @@ class GradientSignPerturbation(Metric):
     def update(self, model: nn.Module, x: Tensor, labels: Tensor) -> None:
         """x [B, 3, H, W] normalised, labels [B] long; ``model`` is used as given (eval mode)."""
         if x.dim() != 4 or x.shape[1] != 3 or labels.shape != (x.shape[0],):
-            raise ValueError(
+            raise ConfigError(
                 f"x must be [B, 3, H, W] and labels [B]; "
                 f"got {tuple(x.shape)} and {tuple(labels.shape)}"
             )

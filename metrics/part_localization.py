@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from errors import ConfigError
 from metrics.functional.localization import mass_share, pair_regions, pointing_hits
 from metrics.functional.perturbation import upsample_maps
 from metrics.perturbation_score import CONTRASTS, RANKS, _check
@@ -60,7 +61,7 @@ class PartLocalization(Metric):
         super().__init__(**kwargs)
         self.contrasts = _check("contrasts", contrasts, CONTRASTS)
         if threshold is not None and not 0.0 <= threshold < 1.0:
-            raise ValueError(f"threshold={threshold}: use a probability in [0, 1) or None for all")
+            raise ConfigError(f"threshold={threshold}: use a probability in [0, 1) or None for all")
         self.threshold = threshold
         shape = (2, len(self.contrasts))
         for name in (*_SUMS, "valid"):
@@ -79,9 +80,9 @@ class PartLocalization(Metric):
         bool; part_attributes [C, P] long (attribute id of each part for each class)."""
         missing = [c for c in self.contrasts if c not in maps]
         if missing:
-            raise ValueError(f"maps lack contrasts {missing}; got {sorted(maps)}")
+            raise ConfigError(f"maps lack contrasts {missing}; got {sorted(maps)}")
         if part_masks.dim() != 4 or part_attributes.shape[1] != part_masks.shape[1]:
-            raise ValueError(
+            raise ConfigError(
                 f"part_masks {tuple(part_masks.shape)} must be [B, P, H, W] with P matching "
                 f"part_attributes {tuple(part_attributes.shape)} [C, P]"
             )

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
+from errors import ConfigError
 from explainers.engine import input_dtype, result_dtype
 from metrics.functional.perturbation import (
     equal_keep,
@@ -28,7 +29,7 @@ RANKS = ("t1", "t2")
 def _check(name: str, values: Sequence[str], allowed: tuple[str, ...]) -> tuple[str, ...]:
     values = tuple(values)
     if not values or any(v not in allowed for v in values) or len(set(values)) != len(values):
-        raise ValueError(f"{name}={values!r}: give distinct values from {allowed}")
+        raise ConfigError(f"{name}={values!r}: give distinct values from {allowed}")
     return values
 
 
@@ -97,11 +98,11 @@ class PerturbationScore(Metric):
         self.modes = _check("modes", modes, MODES)
         self.maskings = _check("maskings", maskings, MASKINGS)
         if threshold is not None and not 0.0 <= threshold < 1.0:
-            raise ValueError(f"threshold={threshold}: use a probability in [0, 1) or None for all")
+            raise ConfigError(f"threshold={threshold}: use a probability in [0, 1) or None for all")
         if sigma_range is not None and not 0 < sigma_range[0] <= sigma_range[1]:
-            raise ValueError(f"sigma_range={sigma_range}: use (lo, hi) with 0 < lo <= hi")
+            raise ConfigError(f"sigma_range={sigma_range}: use (lo, hi) with 0 < lo <= hi")
         if max_batch < 1:
-            raise ValueError(f"max_batch={max_batch}: must be a positive integer")
+            raise ConfigError(f"max_batch={max_batch}: must be a positive integer")
         self.threshold = threshold
         self.sigma_range = sigma_range
         self.max_batch = int(max_batch)
@@ -134,9 +135,9 @@ class PerturbationScore(Metric):
         (t1, t2), logits [B, C] of the clean images. ``model`` is used as given (eval mode)."""
         missing = [c for c in self.contrasts if c not in maps]
         if missing:
-            raise ValueError(f"maps lack contrasts {missing}; got {sorted(maps)}")
+            raise ConfigError(f"maps lack contrasts {missing}; got {sorted(maps)}")
         if targets.dim() != 2 or targets.shape[1] < 2:
-            raise ValueError(f"targets must be [B, 2] (t1, t2), got shape {tuple(targets.shape)}")
+            raise ConfigError(f"targets must be [B, 2] (t1, t2), got shape {tuple(targets.shape)}")
         targets = targets[:, :2]
         probs = torch.softmax(logits.detach().float(), dim=1)
         clean_p = probs.gather(1, targets)  # [B, 2]

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from errors import ConfigError, MissingFileError
+
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS_DIR = REPO / "configs" / "experiments"
 SYNTHETIC_CONFIG = REPO / "configs" / "synthetic.yaml"
@@ -88,8 +90,8 @@ def split_overrides(args: Sequence[str]) -> list[list[str]]:
         elif groups:
             groups[-1].append(arg)
         else:
-            raise ValueError(f"sweep: {arg!r} follows no --option; overrides are "
-                             "'--section.key value' pairs (e.g. --trainer.devices 4)")
+            raise ConfigError(f"sweep: {arg!r} follows no --option; overrides are "
+                              "'--section.key value' pairs (e.g. --trainer.devices 4)")
     return groups
 
 
@@ -181,11 +183,11 @@ def load_experiment(config: Path, overrides: Sequence[str] = ()) -> Experiment:
     dataset = dataset_by(class_path=class_path)
     if dataset is None:
         known = ", ".join(d.class_name for d in DATASETS)
-        raise ValueError(f"{config}: data.class_path {class_path!r} is not a datamodule the "
-                         f"sweep knows ({known}); add it to sweeps.experiments.DATASETS")
+        raise ConfigError(f"{config}: data.class_path {class_path!r} is not a datamodule the "
+                          f"sweep knows ({known}); add it to sweeps.experiments.DATASETS")
     backbone = (cfg.get("model") or {}).get("backbone")
     if not backbone:
-        raise ValueError(f"{config}: no model.backbone")
+        raise ConfigError(f"{config}: no model.backbone")
     max_epochs, max_steps = _limits(cfg.get("trainer") or {})
     own = (yaml.safe_load(Path(config).read_text()) or {}).get("model") or {}
     return Experiment(name=Path(config).stem, config=Path(config), dataset=dataset,
@@ -218,15 +220,15 @@ def select_experiments(names: Sequence[str] | None, datasets: Sequence[str] | No
             elif name.endswith((".yaml", ".yml")) and Path(name).is_file():
                 paths.append(Path(name))
             else:
-                raise ValueError(f"sweep: unknown experiment {name!r}; choose from "
-                                 f"{', '.join(available)} or give a YAML file that exists")
+                raise ConfigError(f"sweep: unknown experiment {name!r}; choose from "
+                                  f"{', '.join(available)} or give a YAML file that exists")
     else:
         paths = sorted(EXPERIMENTS_DIR.glob("*.yaml"))
     experiments = [load_experiment(p, overrides) for p in paths]
     keys = {d.key for d in DATASETS}
     for chosen in datasets or ():
         if chosen not in keys:
-            raise ValueError(f"sweep: unknown dataset {chosen!r}; choose from {sorted(keys)}")
+            raise ConfigError(f"sweep: unknown dataset {chosen!r}; choose from {sorted(keys)}")
     if datasets:
         experiments = [e for e in experiments if e.dataset.key in datasets]
     if backbones:
@@ -234,8 +236,8 @@ def select_experiments(names: Sequence[str] | None, datasets: Sequence[str] | No
     names_seen: dict[str, Path] = {}
     for e in experiments:
         if e.name in names_seen and names_seen[e.name] != e.config:
-            raise ValueError(f"sweep: two experiments named {e.name!r} ({names_seen[e.name]}, "
-                             f"{e.config}) would share one output folder; rename one")
+            raise ConfigError(f"sweep: two experiments named {e.name!r} ({names_seen[e.name]}, "
+                              f"{e.config}) would share one output folder; rename one")
         names_seen[e.name] = e.config
     experiments = list({e.name: e for e in experiments}.values())
     order = {d.key: i for i, d in enumerate(DATASETS)}
@@ -266,8 +268,8 @@ def check_data_roots(experiments: Sequence[Experiment], data_root: Path | None) 
     if data_root is None:
         names = ", ".join(e.name for e in needing)
         folders = ", ".join(sorted({str(e.dataset.folder) for e in needing}))
-        raise FileNotFoundError(f"sweep: {names} read data from disk; pass --data_root DIR, "
-                                f"the folder that holds {folders}")
+        raise MissingFileError(f"sweep: {names} read data from disk; pass --data_root DIR, "
+                               f"the folder that holds {folders}")
     problems: list[str] = []
     checked: set[str] = set()
     for e in needing:
@@ -285,7 +287,7 @@ def check_data_roots(experiments: Sequence[Experiment], data_root: Path | None) 
         except Exception as err:  # whatever the datamodule raises on its metadata
             problems.append(f"- {e.dataset.name} ({users}): {err}")
     if problems:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"sweep: data missing under --data_root {data_root} (nothing was started):\n"
             + "\n".join(problems)
             + "\nPut each dataset in its usual folder under --data_root (see the README's "

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from errors import ConfigError
+
 PAPER_NUMBERS = Path(__file__).resolve().parent / "paper_numbers.json"
 BASELINES = ("blur", "zeros", "mean")
 MODES = ("pos", "neg")
@@ -66,8 +68,8 @@ class PaperNumbers:
         return self.cells.get((source, dataset, method, t, column))
 
 
-def _fail(path: Path, what: str) -> ValueError:
-    return ValueError(f"{path}: {what}. Fix the file (each row: source, dataset, method, t and "
+def _fail(path: Path, what: str) -> ConfigError:
+    return ConfigError(f"{path}: {what}. Fix the file (each row: source, dataset, method, t and "
                       f"{len(COLUMNS)} printed values in the order of 'columns').")
 
 

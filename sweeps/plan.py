@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from errors import ConfigError
 from sweeps.experiments import REPO, Experiment, option_name, option_values, split_overrides
 
 STAGES = ("fit", "evaluate")
@@ -138,8 +139,8 @@ def route_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
     for group in split_overrides(overrides):
         name = option_name(group)
         if name in RESERVED:
-            raise ValueError(f"sweep: --{name} is set by the sweep for each experiment; use "
-                             f"{RESERVED[name]} instead")
+            raise ConfigError(f"sweep: --{name} is set by the sweep for each experiment; use "
+                              f"{RESERVED[name]} instead")
         (evaluate_only if name.startswith("evaluation.") else both).extend(group)
     return both, evaluate_only
 

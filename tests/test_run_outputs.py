@@ -24,6 +24,7 @@ from datamodules import (
     StanfordCarsDataModule,
 )
 from datamodules.sampler import UnpaddedDistributedSampler
+from errors import MissingFileError
 from tests.dataset_layouts import (
     make_cub,
     make_fgvc_aircraft,
@@ -143,11 +144,17 @@ def test_unpadded_sampler_gives_each_index_once(n: int, world: int) -> None:
 
 
 # ------------------------------------------------------------------------------ error display
+def _raise_plain() -> None:
+    raise ValueError("not one of ours")
+
+
 def _raise_on_purpose() -> None:
-    raise ValueError("data.root /nowhere has no CUB_200_2011")
+    raise MissingFileError("data.root /nowhere has no CUB_200_2011")
 
 
-def test_errors_raised_on_purpose_are_one_message(capsys, monkeypatch) -> None:
+def test_whynot_errors_are_one_message_by_type(capsys, monkeypatch) -> None:
+    """A WhynotError is its message; a plain ValueError, even raised by a ``raise`` statement in
+    whynot's own code, is a bug and keeps its traceback."""
     monkeypatch.delenv(console.DEBUG_ENV, raising=False)
     with pytest.raises(SystemExit) as stop:
         console.run_main("train.py", _raise_on_purpose)
@@ -156,8 +163,10 @@ def test_errors_raised_on_purpose_are_one_message(capsys, monkeypatch) -> None:
                                        "(WHYNOT_DEBUG=1 shows the traceback.)\n")
     with pytest.raises(ValueError, match="invalid literal"):  # Python's error in our code: a bug
         console.run_main("train.py", lambda: int("x"))
+    with pytest.raises(ValueError, match="not one of ours"):
+        console.run_main("train.py", _raise_plain)
     with pytest.raises(json.JSONDecodeError):  # raised inside a library: keeps its traceback
         console.run_main("train.py", lambda: json.loads("{"))
     monkeypatch.setenv(console.DEBUG_ENV, "1")
-    with pytest.raises(ValueError, match="no CUB_200_2011"):
+    with pytest.raises(FileNotFoundError, match="no CUB_200_2011"):
         console.run_main("train.py", _raise_on_purpose)

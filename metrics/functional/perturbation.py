@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from errors import ConfigError
+
 
 def upsample_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
     """Upsample maps [B, k, h, w] (or input-space [B, k, C, H, W], summed over C) to [B, k, *size].
@@ -16,7 +18,7 @@ def upsample_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
         # input-space maps: a pixel's relevance is the sum over its channels
         maps = maps.sum(dim=2)
     if maps.dim() != 4:
-        raise ValueError(
+        raise ConfigError(
             f"maps must be [B, k, h, w] or [B, k, C, H, W], got shape {tuple(maps.shape)}"
         )
     if tuple(maps.shape[-2:]) == tuple(size):
@@ -30,7 +32,7 @@ def threshold_keep(maps: Tensor, mode: str) -> Tensor:
         return maps > 0
     if mode == "neg":
         return maps < 0
-    raise ValueError(f"mode must be 'pos' or 'neg', got {mode!r}")
+    raise ConfigError(f"mode must be 'pos' or 'neg', got {mode!r}")
 
 
 def pixel_ranks(maps: Tensor) -> Tensor:
@@ -64,7 +66,7 @@ def equal_keep(maps: Tensor, mode: str, ranks: Tensor | None = None) -> Tensor:
         k = (flat < 0).sum(-1).amax(dim=2, keepdim=True)
         replace = ranks >= (h * w - k).unsqueeze(-1)
     else:
-        raise ValueError(f"mode must be 'pos' or 'neg', got {mode!r}")
+        raise ConfigError(f"mode must be 'pos' or 'neg', got {mode!r}")
     return (~replace).reshape(b, r, m, h, w)
 
 
@@ -76,7 +78,7 @@ def blur_params(size: int, sigma_224: float | Tensor = 15.0) -> tuple[int, float
     if k >= size:
         k = size - 1 if (size - 1) % 2 == 1 else size - 2
     if k < 3:
-        raise ValueError(f"image side {size} is too small for a blur baseline (needs >= 4 px)")
+        raise ConfigError(f"image side {size} is too small for a blur baseline (needs >= 4 px)")
     return k, sigma_224 * size / 224
 
 
@@ -112,7 +114,7 @@ def make_baselines(
         elif name == "mean":
             out.append(x.mean(dim=(-2, -1), keepdim=True).expand_as(x))
         else:
-            raise ValueError(f"unknown baseline {name!r}; use 'blur', 'zeros' or 'mean'")
+            raise ConfigError(f"unknown baseline {name!r}; use 'blur', 'zeros' or 'mean'")
     return torch.stack(out)
 
 
