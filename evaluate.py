@@ -3,7 +3,7 @@
 ``python evaluate.py --config configs/experiments/X.yaml --ckpt_path PATH [--trainer.devices N]``
 """
 
-from cli.evaluate import main
+from cli.usage import evaluate as main
 
 if __name__ == "__main__":
     main()

@@ -5,7 +5,7 @@
 (also ``validate`` and ``test``; ``--ckpt_path last`` resumes a fit).
 """
 
-from cli.train import main
+from cli.usage import train as main
 
 if __name__ == "__main__":
     main()

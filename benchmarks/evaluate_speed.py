@@ -1,7 +1,8 @@
 """Throughput of the evaluation protocol and its efficiency against plain forward passes.
 
-Protocol = what ContrastiveEvaluation does per test batch for the masking/blurring experiment:
-one ``explain`` call per method (gradcam, linear_approx; top-2; original + weighted) and a
+Protocol = what ContrastiveEvaluation does per test batch for the masking/blurring experiment,
+run through the callback's own ``EvaluationStep`` with gradient sign and localisation off: one
+``explain`` call per method (gradcam, linear_approx; top-2; original + weighted) and a
 ``PerturbationScore.update`` (3 baselines x pos/neg x 2 maskings x 2 contrasts x t1/t2 = 48
 perturbed images per sample and method). Efficiency = time of plain ``no_grad`` forward passes over
 the very perturbed batches the protocol fed the model (recorded by a hook and replayed) / time of
@@ -27,9 +28,10 @@ model_s / protocol_s`` comes from within one pass and is the steadiest number (0
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -70,9 +72,8 @@ def run(
     quick: bool = False, images: int | None = None, repeats: int | None = None
 ) -> dict[str, float]:
     """Measure protocol and plain-forward time on the same number of perturbed images."""
-    from explainers import explain
+    from callbacks import ContrastiveEvaluation
     from lightning_modules.backbones import BACKBONES
-    from metrics import PerturbationScore
 
     torch.manual_seed(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -90,7 +91,11 @@ def run(
     spec = BACKBONES[name]
     model = spec.builder().eval().to(device)
     x_all = torch.randn(n_images, 3, size, size, device=device)
-    metric = PerturbationScore(threshold=None, max_batch=max_batch).to(device)
+    labels = torch.zeros(n_images, dtype=torch.long, device=device)
+    # the callback's own per-batch step, with only the masking protocol switched on
+    evaluation = ContrastiveEvaluation(methods=METHODS, threshold=None, max_batch=max_batch,
+                                       gradient_sign=False, localization=False)
+    step = evaluation.evaluation_step(spec.explain_layer, (0.5,) * 3, (0.25,) * 3).to(device)
 
     def sync() -> None:
         if device.type == "cuda":  # CUDA kernels are asynchronous: time finished work only
@@ -99,27 +104,28 @@ def run(
     timer = _ForwardTimer(model, sync)
 
     def protocol(xs: Tensor) -> dict[str, float]:
-        parts = {"explain_s": 0.0, "update_s": 0.0}
+        parts = {"explain": 0.0, "masking": 0.0}
         timer.seconds, timer.inputs = 0.0, []
-        for x in xs.split(batch):
-            for method in METHODS:
-                sync()
-                start = time.perf_counter()
-                res = explain(model, x, method=method, layer=spec.explain_layer, topk=2,
-                              contrasts=("original", "weighted"))
-                sync()
-                mid = time.perf_counter()
-                timer.on = True
-                metric.update(model, x, res.maps, res.targets, res.logits)
+
+        @contextlib.contextmanager
+        def timed(part: str) -> Iterator[None]:
+            sync()
+            start = time.perf_counter()
+            timer.on = part == "masking"
+            try:
+                yield
+            finally:
                 timer.on = False
                 sync()
-                parts["explain_s"] += mid - start
-                parts["update_s"] += time.perf_counter() - mid
+                parts[part] += time.perf_counter() - start
+
+        for x, y in zip(xs.split(batch), labels.split(batch), strict=True):
+            step.update(model, x, y, timer=timed)
         return {
-            "protocol_s": parts["explain_s"] + parts["update_s"],
-            "explain_s": parts["explain_s"],
+            "protocol_s": parts["explain"] + parts["masking"],
+            "explain_s": parts["explain"],
             "model_s": timer.seconds,
-            "compose_s": parts["update_s"] - timer.seconds,
+            "compose_s": parts["masking"] - timer.seconds,
             "n_perturbed": float(sum(x.shape[0] for x in timer.inputs)),
         }
 

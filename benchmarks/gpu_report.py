@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.whole_evaluation import CUB_TEST_IMAGES, GOAL, PARTS, project_cub_hours
+from benchmarks.whole_evaluation import CUB_TEST_IMAGES, GOAL, project_cub_hours
+from callbacks.evaluation_step import PARTS
 
 
 def rows(directory: Path, share: float) -> list[list[str]]:

@@ -1,8 +1,8 @@
 """The whole evaluation per test batch against its floor, part by part, and its peak memory.
 
-What ``ContrastiveEvaluation.on_test_batch_end`` does, in the same order and through the same
-``InPrecision`` wrapper: per method (gradcam, linear_approx; top-2; original + weighted) one
-``explain`` call, ``PerturbationScore.update`` (48 perturbed images per image and method) and
+What ``ContrastiveEvaluation.on_test_batch_end`` does, through its own ``EvaluationStep`` and
+the same ``InPrecision`` wrapper: per method (gradcam, linear_approx; top-2; original + weighted)
+one ``explain`` call, ``PerturbationScore.update`` (48 perturbed images per image and method) and
 ``PartLocalization.update``; then ``GradientSignPerturbation.update`` (n = 1, 2, 10, 4 contrasts).
 The floor is the model work that cannot be avoided, replayed in the same run on the very inputs
 the evaluation fed the model (recorded by a forward pre-hook): a plain ``no_grad`` forward for
@@ -49,7 +49,6 @@ from torch import Tensor, nn
 from errors import ConfigError
 
 METHODS = ("gradcam", "linear_approx")
-PARTS = ("explain", "masking", "localisation", "gradient_sign")
 GOAL = 0.85
 CUB_TEST_IMAGES = 5794
 GiB = 2**30
@@ -225,10 +224,10 @@ def run(
     precision: str = "32-true",
 ) -> dict[str, float]:
     """Time every part of the evaluation and its floor; peak memory of the untimed pass."""
+    from callbacks import ContrastiveEvaluation
+    from callbacks.evaluation_step import PARTS
     from callbacks.precision import InPrecision
-    from explainers import explain
     from lightning_modules.backbones import BACKBONES, build_backbone
-    from metrics import GradientSignPerturbation, PartLocalization, PerturbationScore
 
     torch.manual_seed(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -238,16 +237,15 @@ def run(
     classes = 10 if quick else 200
     model = plugin.convert_module(build_backbone(s.backbone, classes, None).eval().to(device))
     net = InPrecision(model, plugin.forward_context)
-    layer = "net." + spec.explain_layer
     g = torch.Generator().manual_seed(0)
     x_all = torch.randn(s.images, 3, s.size, s.size, generator=g).to(device)
     labels_all = torch.randint(0, classes, (s.images,), generator=g).to(device)
     masks_all = (torch.rand(s.images, 3, s.size, s.size, generator=g) > 0.6).to(device)
     attributes = torch.randint(0, 3, (classes, 3), generator=g).to(device)
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    ps = {m: PerturbationScore(threshold=None, max_batch=s.max_batch).to(device) for m in METHODS}
-    loc = {m: PartLocalization(threshold=None).to(device) for m in METHODS}
-    gsp = GradientSignPerturbation(mean, std, max_batch=s.max_batch).to(device)
+    # the callback's own per-batch step with its default protocol; every image selected
+    evaluation = ContrastiveEvaluation(methods=METHODS, threshold=None, max_batch=s.max_batch)
+    step = evaluation.evaluation_step("net." + spec.explain_layer, (0.485, 0.456, 0.406),
+                                      (0.229, 0.224, 0.225)).to(device)
 
     def sync() -> None:
         if device.type == "cuda":  # CUDA kernels are asynchronous: time finished work only
@@ -258,15 +256,16 @@ def run(
     record = True
 
     def evaluate(xs: Tensor, labels: Tensor, masks: Tensor) -> dict[str, float]:
-        """One pass over ``xs`` in data batches, exactly as the callback: seconds per part."""
+        """One pass over ``xs`` in data batches through the callback's step: seconds per part."""
         secs = dict.fromkeys(PARTS, 0.0)
 
-        def timed(part: str, fn: Callable[[], object]) -> object:
+        @contextlib.contextmanager
+        def timed(part: str) -> Iterator[None]:
             sync()
             start = _clock()
             recorder.part = part if record else None
             try:
-                return fn()
+                yield
             finally:
                 recorder.part = None
                 sync()
@@ -275,15 +274,7 @@ def run(
         for i in range(0, xs.shape[0], s.batch):
             x, y, m = xs[i:i + s.batch], labels[i:i + s.batch], masks[i:i + s.batch]
             x = plugin.convert_input(x)  # what Lightning hands the callback (bf16 for *-true)
-            for method in METHODS:
-                res = timed("explain", lambda method=method, x=x: explain(
-                    net, x, method=method, layer=layer, topk=2, contrasts=("original", "weighted")))
-                timed("masking", lambda method=method, res=res, x=x: ps[method].update(
-                    net, x, res.maps, res.targets, res.logits))
-                timed("localisation", lambda method=method, res=res, m=m: loc[method].update(
-                    res.maps, res.targets, res.logits, m, attributes))
-            with torch.enable_grad():
-                timed("gradient_sign", lambda x=x, y=y: gsp.update(net, x, y))
+            step.update(net, x, y, m, attributes, timer=timed)
         return secs
 
     memory = PeakMemory(device)
@@ -450,7 +441,7 @@ def project_memory(
 
 def _plain_saved_per_input(model: nn.Module, example: Tensor, layer: str) -> int:
     """Saved-tensor bytes per input of ``model(x)`` with the parameters requiring grad (the
-    explain forward before issue 12), from 1 and 2 copies of ``example``."""
+    explain forward before it ran over detached parameters), from 1 and 2 copies of ``example``."""
     from explainers.hooks import capture
     from explainers.memory import saved_tensor_bytes
 

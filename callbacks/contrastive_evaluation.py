@@ -1,17 +1,16 @@
 """ContrastiveEvaluation: explain each test batch, feed the faithfulness metrics, report at the end.
 
-Per test batch: one ``explain`` call per method (all targets and contrasts at once), then the
-metrics' ``update`` on the device (perturbed images batched and chunked by ``max_batch`` inside the
-metrics). At the end of the test epoch the metrics are computed (torchmetrics reduces their "sum"
-states across DDP ranks), logged under ``eval/<quantity>/<method>/<rest>`` and, on rank zero,
-written to ``results.json``, ``report.md`` and ``figures/*.png`` in the run's folder.
+Per test batch the callback runs its ``EvaluationStep`` (``callbacks/evaluation_step.py``: one
+``explain`` call per method, then the metrics' updates on the device) and keeps what the figures
+need. At the end of the test epoch the metrics are computed (torchmetrics reduces their "sum"
+states across DDP ranks), logged under their result keys (``results.schema``) and, on rank zero,
+written to ``results.json``, ``report.md``, ``run.json`` and ``figures/*.png`` in the run's folder.
 """
 
 from __future__ import annotations
 
 import inspect
 import io
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,46 +19,32 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities.warnings import PossibleUserWarning
-from torch import nn
 
-from callbacks.exemplars import ExemplarBuffer, exemplar_caption, exemplar_figure_png
+from callbacks.evaluation_step import EvaluationStep
+from callbacks.exemplars import ExemplarBuffer
 from callbacks.precision import InPrecision
-from cli.console import ignore_warning
+from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from errors import ConfigError, InputTypeError, RunError
-from explainers import explain
 from explainers.hooks import find_module
-from metrics import GradientSignPerturbation, PartLocalization, PerturbationScore, SampleCount
-from metrics.functional import metric_state_dtype
-from results.figures import heatmap_grid_png
-from results.report import (
+from results.figures import exemplar_caption, exemplar_figure_png, heatmap_grid_png
+from results.files import (
+    RESULTS_FILE,
+    RUN_FILE,
     atomic_write_bytes,
     atomic_write_text,
-    found_axes,
-    paper_table_rows,
-    render_report,
     write_results_json,
+    write_run_json,
 )
-
-# Changes whenever the perturbation protocol changes, so that results of different protocols are
-# never mixed silently (run.json carries it).
-WHYNOT_PROTOCOL = 1
-# Lightning advises sync_dist=True for every epoch-level value logged under DDP; the eval/ values
-# are computed by torchmetrics, already reduced across ranks. Raised by Lightning's logger
-# connector after on_test_epoch_end, so the filter must outlive that hook.
-_SYNCED_KEYS_ADVICE = r"It is recommended to use `self\.log\('eval/"
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def prefix_keys(values: dict[str, torch.Tensor], method: str) -> dict[str, torch.Tensor]:
-    """``"<quantity>/<rest>"`` -> ``"eval/<quantity>/<method>/<rest>"`` (``rest`` may be empty)."""
-    out = {}
-    for key, value in values.items():
-        quantity, _, rest = key.partition("/")
-        out["/".join(p for p in ("eval", quantity, method, rest) if p)] = value
-    return out
+from results.report import render_report
+from results.run_tables import run_tables
+from results.schema import (
+    BASELINES,
+    MASKINGS,
+    MODES,
+    PROTOCOL_VERSION,
+    check_values,
+    media_key,
+)
 
 
 class ContrastiveEvaluation(Callback):
@@ -69,7 +54,8 @@ class ContrastiveEvaluation(Callback):
         methods: explanation methods (``explainers.METHODS``), one ``explain`` call each per batch.
         layer: module name in ``pl_module.net`` to explain at; None -> ``pl_module.explain_layer``.
         topk: number of top predictions explained (2: t1 and t2, as in the paper).
-        contrasts, baselines, modes, maskings, threshold, max_batch: passed to PerturbationScore.
+        contrasts, baselines, modes, maskings, threshold, max_batch: passed to PerturbationScore
+            (allowed values: ``results.schema.AXES``).
         gradient_sign: also run GradientSignPerturbation (Figure 3) with ``steps`` and ``eps``.
         memory_budget_gib: GiB one gradient-sign chunk's autograd graph may take (None: no
             limit); 8 fits a 24 GB GPU with VGG-16-BN at 224 px and a data batch of 128.
@@ -85,9 +71,9 @@ class ContrastiveEvaluation(Callback):
         layer: str | None = None,
         topk: int = 2,
         contrasts: Sequence[str] = ("original", "weighted"),
-        baselines: Sequence[str] = ("blur", "zeros", "mean"),
-        modes: Sequence[str] = ("pos", "neg"),
-        maskings: Sequence[str] = ("threshold", "equal"),
+        baselines: Sequence[str] = BASELINES,
+        modes: Sequence[str] = MODES,
+        maskings: Sequence[str] = MASKINGS,
         threshold: float | None = 0.1,
         max_batch: int = 256,
         gradient_sign: bool = True,
@@ -117,10 +103,10 @@ class ContrastiveEvaluation(Callback):
         self.methods = tuple(methods)
         self.layer = layer
         self.topk = topk
-        self.contrasts = tuple(contrasts)
-        self.baselines = tuple(baselines)
-        self.modes = tuple(modes)
-        self.maskings = tuple(maskings)
+        self.contrasts = check_values("contrast", contrasts)
+        self.baselines = check_values("baseline", baselines)
+        self.modes = check_values("mode", modes)
+        self.maskings = check_values("masking", maskings)
         self.threshold = threshold
         self.max_batch = max_batch
         self.gradient_sign = gradient_sign
@@ -130,14 +116,12 @@ class ContrastiveEvaluation(Callback):
         self.localization = localization
         self.num_figures = num_figures
         self.output_dir = output_dir
-        self.metrics = nn.ModuleDict()
+        self.step: EvaluationStep | None = None
         self.results: dict[str, float] = {}
         self._figures: list[dict[str, Any]] = []
         self._exemplars: ExemplarBuffer | None = None
         self._part_attributes: torch.Tensor | None = None
-        self._loc_used = False
-        self._device = torch.device("cpu")
-        self._net: nn.Module | None = None
+        self._net: InPrecision | None = None
         self._layer = ""
         # Set by evaluate.py: the run folder, the default for output_dir.
         self.run_dir: Path | None = None
@@ -151,34 +135,21 @@ class ContrastiveEvaluation(Callback):
         std = tuple(getattr(dm, "std", IMAGENET_STD))
         return mean, std
 
-    def _build_metrics(self, trainer: Trainer) -> nn.ModuleDict:
-        metrics = nn.ModuleDict({"seen": SampleCount()})
-        for i in range(len(self.methods)):
-            metrics[f"ps_{i}"] = PerturbationScore(
-                contrasts=self.contrasts,
-                baselines=self.baselines,
-                modes=self.modes,
-                maskings=self.maskings,
-                threshold=self.threshold,
-                max_batch=self.max_batch,
-            )
-            if self.localization:
-                metrics[f"loc_{i}"] = PartLocalization(
-                    contrasts=self.contrasts,
-                    threshold=self.threshold,
-                )
-        if self.gradient_sign:
-            mean, std = self._data_stats(trainer)
-            budget = self.memory_budget_gib
-            metrics["gsp"] = GradientSignPerturbation(
-                mean, std, steps=self.steps, eps=self.eps, max_batch=self.max_batch,
-                memory_budget=None if budget is None else int(budget * 2**30),
-            )
-        state_dtype = metric_state_dtype(self._device)
-        if state_dtype != torch.float64:  # MPS has no float64: float32 sums there
-            for metric in metrics.values():
-                metric.set_dtype(state_dtype)
-        return metrics
+    def evaluation_step(self, layer: str | None, mean: Sequence[float], std: Sequence[float],
+                        reshape: str | None = None) -> EvaluationStep:
+        """The per-batch step with this callback's settings (the benchmarks build theirs here).
+
+        ``layer``: the module explained, as the network passed to the step names it.
+        """
+        budget = self.memory_budget_gib
+        return EvaluationStep(
+            methods=self.methods, layer=layer, topk=self.topk, contrasts=self.contrasts,
+            baselines=self.baselines, modes=self.modes, maskings=self.maskings,
+            threshold=self.threshold, max_batch=self.max_batch, gradient_sign=self.gradient_sign,
+            steps=self.steps, eps=self.eps,
+            memory_budget=None if budget is None else int(budget * 2**30),
+            localization=self.localization, mean=mean, std=std, reshape=reshape,
+        )
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Resolve the output folder on every rank (before any rank-zero branch).
@@ -186,14 +157,13 @@ class ContrastiveEvaluation(Callback):
         ``trainer.log_dir`` and the broadcast are collectives under DDP: every rank calls them
         here, so the rank-zero writers at the end call none. All ranks use rank zero's folder.
         """
-        ignore_warning(_SYNCED_KEYS_ADVICE, PossibleUserWarning)
         local = self.output_dir or self.run_dir
         if local is None:
             local = trainer.log_dir or trainer.default_root_dir
         self._output_dir = Path(trainer.strategy.broadcast(str(local)))
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Refuse inference mode, then build fresh metrics on the module's device."""
+        """Refuse inference mode, then build a fresh step (metrics) on the module's device."""
         if trainer.test_loop.inference_mode or torch.is_inference_mode_enabled():
             raise RunError(
                 "ContrastiveEvaluation needs gradients during Trainer.test, but the trainer runs "
@@ -211,8 +181,9 @@ class ContrastiveEvaluation(Callback):
         # the plain module (never the DDP wrapper), its forwards in the trainer's precision
         self._net = InPrecision(pl_module.net, trainer.precision_plugin.forward_context)
         self._layer = "net." + layer
-        self._device = pl_module.device  # before _build_metrics: it picks the state dtype
-        self.metrics = self._build_metrics(trainer).to(self._device)
+        step = self.evaluation_step(self._layer, *self._data_stats(trainer),
+                                    reshape=getattr(pl_module, "explain_reshape", None))
+        self.step = step.set_state_dtype(pl_module.device).to(pl_module.device)
         self.results = {}
         self._figures = []
         self._exemplars = None
@@ -220,7 +191,6 @@ class ContrastiveEvaluation(Callback):
         if trainer.is_global_zero and self.num_figures > 0:
             self._exemplars = ExemplarBuffer(self.num_figures, self.threshold,
                                              *self._data_stats(trainer))
-        self._loc_used = False
 
     # -------------------------------------------------------------------------------- per batch
     def on_test_batch_end(
@@ -232,88 +202,59 @@ class ContrastiveEvaluation(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        """Explain the batch with every method and update the metrics (all on the device)."""
+        """Run the evaluation step on the batch; keep the first samples for the figures."""
+        assert self.step is not None and self._net is not None, "on_test_start builds the step"
         x, labels = batch[0], batch[1]
         part_masks = batch[2] if len(batch) > 2 else None
-        net, layer = self._net, self._layer
-        reshape = getattr(pl_module, "explain_reshape", None)
+        if part_masks is not None and self.localization and self._part_attributes is None:
+            # one host-to-device copy per run
+            self._part_attributes = trainer.datamodule.part_attributes.to(x.device)
+        explained = self.step.update(self._net, x, labels, part_masks, self._part_attributes)
         keep = 0
         if trainer.is_global_zero and self.num_figures > 0:
             keep = min(self.num_figures - sum(f["n"] for f in self._figures), x.shape[0])
-        fig_maps: dict[str, dict[str, torch.Tensor]] = {}
-        all_maps: dict[str, dict[str, torch.Tensor]] = {}
-        targets = None
-        self.metrics["seen"].update(labels)
-        for i, method in enumerate(self.methods):
-            res = explain(
-                net, x, method=method, layer=layer, topk=self.topk,
-                contrasts=self.contrasts, reshape=reshape,
-            )
-            all_maps[method] = res.maps
-            self.metrics[f"ps_{i}"].update(net, x, res.maps, res.targets, res.logits)
-            if self.localization and part_masks is not None:
-                if self._part_attributes is None:  # one host-to-device copy per run
-                    self._part_attributes = trainer.datamodule.part_attributes.to(x.device)
-                self.metrics[f"loc_{i}"].update(
-                    res.maps, res.targets, res.logits, part_masks, self._part_attributes,
-                )
-                self._loc_used = True
-            if keep > 0:
-                fig_maps[method] = {c: m[:keep].detach().cpu() for c, m in res.maps.items()}
-                targets = res.targets[:keep].detach().cpu()
-                probs = res.probs.gather(1, res.targets)[:keep].detach().cpu()
-        if self.gradient_sign:
-            with torch.enable_grad():
-                self.metrics["gsp"].update(net, x, labels)
         if keep > 0:
-            self._figures.append(
-                {"n": keep, "images": x[:keep].detach().cpu(), "maps": fig_maps,
-                 "targets": targets, "labels": labels[:keep].detach().cpu(), "probs": probs}
-            )
+            last = explained[self.methods[-1]]
+            self._figures.append({
+                "n": keep, "images": x[:keep].detach().cpu(),
+                "maps": {m: {c: v[:keep].detach().cpu() for c, v in res.maps.items()}
+                         for m, res in explained.items()},
+                "targets": last.targets[:keep].detach().cpu(),
+                "labels": labels[:keep].detach().cpu(),
+                "probs": last.probs.gather(1, last.targets)[:keep].detach().cpu(),
+            })
         if self._exemplars is not None:
-            self._exemplars.update(x, labels, res.targets, res.probs, all_maps)
+            last = explained[self.methods[-1]]
+            self._exemplars.update(x, labels, last.targets, last.probs,
+                                   {m: res.maps for m, res in explained.items()})
 
     # ------------------------------------------------------------------------------- epoch end
     def compute_results(self) -> dict[str, float]:
         """Compute every metric (synchronised across ranks) into the flat ``eval/...`` dict."""
-        values: dict[str, torch.Tensor] = {"eval/num_samples": self.metrics["seen"].compute()}
-        for i, method in enumerate(self.methods):
-            values.update(prefix_keys(self.metrics[f"ps_{i}"].compute(), method))
-            if self._loc_used_any():
-                values.update(prefix_keys(self.metrics[f"loc_{i}"].compute(), method))
-        if self.gradient_sign:
-            values.update(prefix_keys(self.metrics["gsp"].compute(), "gradient"))
-        return {k: float(v.detach().cpu()) for k, v in sorted(values.items())}
-
-    def _loc_used_any(self) -> bool:
-        if not self.localization:
-            return False
-        # Ranks must agree on whether to compute (compute is a collective under DDP).
-        flag = torch.tensor(float(self._loc_used))
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            flag = flag.to(self._device)
-            torch.distributed.all_reduce(flag)
-        return bool(flag > 0)
+        assert self.step is not None, "on_test_start builds the step"
+        return self.step.compute()
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Compute (every rank), log to every logger, then W&B tables and files on rank zero."""
+        assert self.step is not None, "on_test_start builds the step"
         self.results = self.compute_results()  # collectives: every rank, same order
         self.written = []
-        pl_module.log_dict(
-            {k: torch.tensor(v) for k, v in self.results.items()}, sync_dist=False,
-            rank_zero_only=True,
-        )
-        for m in self.metrics.values():
-            m.reset()
+        # Straight to the loggers (each logs on rank zero only): the values are final, already
+        # reduced across ranks, and Lightning's self.log machinery costs ~3 ms per key (about 1 s
+        # for the ~350 keys of the default protocol) for accumulation they do not need.
+        for logger in trainer.loggers:
+            logger.log_metrics(self.results, step=trainer.global_step)
+        parts_used = self.step.parts_computed
+        self.step.reset()
         if not trainer.is_global_zero:
             return
         # Rank zero only from here on: no collectives below (the output folder was agreed in
         # setup).
-        figures = self._render_figures(trainer)
+        figures = self._render_figures(trainer, parts_used)
         self._log_wandb(trainer, figures)
-        self._write_outputs(trainer, pl_module, figures)
+        self._write_outputs(trainer, pl_module, figures, parts_used)
 
-    def _render_figures(self, trainer: Trainer) -> dict[str, bytes]:
+    def _render_figures(self, trainer: Trainer, parts_used: bool) -> dict[str, bytes]:
         """``{"<kind>_<method>": png}``: written as ``figures/<kind>_<method>.png``, logged to
         W&B as ``eval/<kind>/<method>``; kinds ``heatmaps`` and ``exemplars``."""
         mean, std = self._data_stats(trainer)
@@ -332,15 +273,16 @@ class ContrastiveEvaluation(Callback):
                 title=f"{method}: original (ori) and weighted (wtd) maps of the top-2 classes",
                 labels=cat["labels"], probs=cat["probs"],
             )
-        out.update(self._render_exemplars(trainer, dm, names))
+        out.update(self._render_exemplars(trainer, dm, names, parts_used))
         return out
 
-    def _render_exemplars(self, trainer: Trainer, dm: Any, names: Any) -> dict[str, bytes]:
+    def _render_exemplars(self, trainer: Trainer, dm: Any, names: Any,
+                          parts_used: bool) -> dict[str, bytes]:
         data = self._exemplars.collected() if self._exemplars is not None else None
         if data is None:
             return {}
-        parts = getattr(dm, "part_names", None) if self._loc_used else None
-        attrs = getattr(dm, "part_attributes", None) if self._loc_used else None
+        parts = getattr(dm, "part_names", None) if parts_used else None
+        attrs = getattr(dm, "part_attributes", None) if parts_used else None
         caption = exemplar_caption(self.num_figures, self.threshold, trainer.world_size)
         return {
             f"exemplars_{method}": exemplar_figure_png(
@@ -351,18 +293,19 @@ class ContrastiveEvaluation(Callback):
         }
 
     def _log_wandb(self, trainer: Trainer, figures: dict[str, bytes]) -> None:
+        """Every one-run table as ``eval/table/<name>`` and every figure, on each W&B logger."""
         from PIL import Image
 
         for logger in trainer.loggers:
             if not isinstance(logger, WandbLogger):
                 continue
-            for masking in found_axes(self.results)["masking"]:
-                header, rows = paper_table_rows(self.results, masking)
-                logger.log_table(key=f"eval/table/{masking}", columns=header, data=rows)
+            for table in run_tables(self.results):
+                logger.log_table(key=media_key("table", table.name), columns=table.header,
+                                 data=table.values())
             for name, png in figures.items():
                 kind, _, method = name.partition("_")
                 logger.log_image(
-                    key=f"eval/{kind}/{method}", images=[Image.open(io.BytesIO(png))]
+                    key=media_key(kind, method), images=[Image.open(io.BytesIO(png))]
                 )
 
     def resolve_output_dir(self, trainer: Trainer | None = None) -> Path:
@@ -391,7 +334,7 @@ class ContrastiveEvaluation(Callback):
         hp = public_hparams(pl_module)
         ckpt = trainer.ckpt_path
         return {
-            "whynot_protocol": WHYNOT_PROTOCOL,
+            "whynot_protocol": PROTOCOL_VERSION,
             "experiment": Path(trainer.default_root_dir).resolve().name,
             "stage": "evaluate",
             "dataset": getattr(dm, "name", None) if dm is not None else None,
@@ -407,32 +350,30 @@ class ContrastiveEvaluation(Callback):
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         }
 
-    def _write_outputs(
-        self, trainer: Trainer, pl_module: LightningModule, figures: dict[str, bytes]
-    ) -> None:
+    def _write_outputs(self, trainer: Trainer, pl_module: LightningModule,
+                       figures: dict[str, bytes], parts_used: bool) -> None:
         """Rank zero: results.json, report.md, figures, then run.json (each atomically)."""
         out = self.resolve_output_dir(trainer)
-        write_results_json(out / "results.json", self.results)
+        write_results_json(out / RESULTS_FILE, self.results)
         dm = getattr(trainer, "datamodule", None)
         info = {
             "model": {"network": type(pl_module.net).__name__, **public_hparams(pl_module)},
             "data": type(dm).__name__ if dm is not None else "—",
             "data hyperparameters": public_hparams(dm),
-            "ground-truth parts": getattr(dm, "part_names", "—") if self._loc_used else "—",
+            "ground-truth parts": getattr(dm, "part_names", "—") if parts_used else "—",
             "methods": list(self.methods),
             "evaluation": {k: v for k, v in self.settings().items()
                            if k not in ("methods", "output_dir")},
             "processes": trainer.world_size,
         }
         atomic_write_text(out / "report.md", render_report(self.results, info))
-        written = [out / "results.json", out / "report.md"]
+        written = [out / RESULTS_FILE, out / "report.md"]
         for name, png in figures.items():
             path = out / "figures" / f"{name}.png"
             atomic_write_bytes(path, png)
             written.append(path)
-        info_json = json.dumps(self.run_info(trainer, pl_module), indent=1, sort_keys=True)
-        atomic_write_text(out / "run.json", info_json + "\n")
-        self.written = [*written, out / "run.json"]
+        write_run_json(out / RUN_FILE, self.run_info(trainer, pl_module))
+        self.written = [*written, out / RUN_FILE]
 
 
 def public_hparams(obj: Any) -> dict[str, Any]:

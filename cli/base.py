@@ -130,6 +130,16 @@ class WhynotCLI(LightningCLI):
                 self.save_config_callback, SaveConfigToLoggers):
             self.save_config_kwargs = {**self.save_config_kwargs, "run": self.run_dir}
 
+    def configured_callbacks(self) -> list[Any]:
+        """The callbacks of ``--trainer.callbacks`` / a config's ``trainer.callbacks``.
+
+        A subclass that passes ``callbacks=`` to ``instantiate_trainer`` replaces them (Lightning
+        merges the keyword over the config), so it must pass these along with its own.
+        """
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        configured = config.trainer.get("callbacks") or []
+        return list(configured) if isinstance(configured, list) else [configured]
+
     @property
     def run(self) -> RunDir:
         """The run folder, as agreed by the ranks once the trainer has set up."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -14,37 +13,15 @@ from rich.console import Console
 
 from callbacks.contrastive_evaluation import ContrastiveEvaluation
 from cli.base import DEFAULT_ROOT, WhynotCLI
-from cli.console import DEBUG_ENV, ignore_warning, run_main
+from cli.console import ignore_warning, run_main
 from cli.loggers import resolve_class, wandb_run_notes
 from cli.run_dir import existing
 from cli.split_check import RequireNonEmptySplit
+from cli.usage import EVALUATE_HELP, require_arguments
 from errors import MissingFileError, RunError
-from results.report import CONSOLE_WIDTH, console_tables
+from results.run_tables import console_tables
+from results.tables import CONSOLE_WIDTH
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "evaluation" / "default.yaml"
-
-EVALUATE_HELP = f"""\
-Evaluate a fine-tuned checkpoint with the faithfulness protocol of "Why Not Other Classes?":
-explain every test image with each method (original and weighted contrast), perturb it
-(masking/blurring, gradient sign) and measure p_t; part localisation where the data has parts.
-Prints the paper's tables and writes results.json, report.md, run.json, figures/, config.yaml and
-metrics.csv to E/evaluate/version_N (E = trainer.default_root_dir, outputs/<experiment> in the
-configs; --evaluation.output_dir D moves the results), with W&B also to E/wandb/.
-
-examples:
-  python evaluate.py --config configs/synthetic.yaml \\
-      --ckpt_path outputs/synthetic/checkpoints/last.ckpt
-  python evaluate.py --config configs/experiments/cub200_vgg16_bn.yaml \\
-      --data.root /data/CUB_200_2011 --ckpt_path outputs/cub200_vgg16_bn/checkpoints/last.ckpt
-  python evaluate.py --config configs/experiments/cub200_vgg16_bn.yaml \\
-      --data.root /data/CUB_200_2011 --ckpt_path PATH \\
-      --config configs/trainer/ddp.yaml --trainer.devices 4 --evaluation.methods '[gradcam]'
-
---config FILE reads an experiment YAML (the one train.py used; repeat it to add presets such as
-configs/logger/wandb.yaml); --evaluation.* sets the protocol (defaults in
-configs/evaluation/default.yaml). `python evaluate.py --help` lists every option.
-{DEBUG_ENV}=1 shows the traceback behind an error message.
-"""
 # Evaluation deliberately attaches none of the training callbacks whose state the checkpoint holds.
 _TRAINING_CALLBACKS_ADVICE = r"Be aware that when using `ckpt_path`, callbacks used to create"
 
@@ -53,7 +30,7 @@ class EvaluationCLI(WhynotCLI):
     """``--config <experiment>.yaml --ckpt_path PATH [--evaluation.* ...] [--trainer.* ...]``.
 
     Reuses the experiment YAMLs of train.py (top-level seed_everything/trainer/model/data), adds
-    the ``evaluation`` group (ContrastiveEvaluation, defaults from configs/evaluation/default.yaml)
+    the ``evaluation`` group (ContrastiveEvaluation; its signature holds the defaults)
     and ``ckpt_path``, forces ``trainer.inference_mode=False`` (the explainers need gradients) and
     attaches no training callbacks (no checkpointing, no reseeding).
     """
@@ -66,7 +43,6 @@ class EvaluationCLI(WhynotCLI):
 
         ignore_warning(_TRAINING_CALLBACKS_ADVICE, UserWarning)
         parser_kwargs = dict(kwargs.pop("parser_kwargs", None) or {})
-        parser_kwargs.setdefault("default_config_files", [str(DEFAULT_CONFIG)])
         super().__init__(
             FineTuneClassifier,
             LightningDataModule,
@@ -117,7 +93,8 @@ class EvaluationCLI(WhynotCLI):
         """The trainer with the evaluation callback and the empty-split check, nothing else."""
         extra = kwargs.pop("callbacks", [])
         return super().instantiate_trainer(
-            callbacks=[*extra, RequireNonEmptySplit(self.prog)], **kwargs)
+            callbacks=[*self.configured_callbacks(), *extra, RequireNonEmptySplit(self.prog)],
+            **kwargs)
 
     def after_instantiate_classes(self) -> None:
         """Tell the evaluation callback its run folder (the default for ``output_dir``)."""
@@ -175,8 +152,5 @@ class EvaluationCLI(WhynotCLI):
 
 def main(args: list[str] | None = None) -> dict[str, float]:
     """Parse, run ``Trainer.test`` with the callback, print the paper-layout tables (rank zero)."""
-    argv = sys.argv[1:] if args is None else args
-    if not argv:
-        sys.stderr.write(EVALUATE_HELP)
-        raise SystemExit(2)
+    require_arguments(EVALUATE_HELP, args)
     return run_main(EvaluationCLI.prog, lambda: EvaluationCLI(args=args).evaluate())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,44 +11,13 @@ from lightning.pytorch.cli import LightningArgumentParser
 
 from callbacks.reseed import ReseedEachEpoch
 from cli.base import DEFAULT_ROOT, ProgressBar, WhynotCLI
-from cli.console import DEBUG_ENV, ignore_warning, run_main
+from cli.console import ignore_warning, run_main
 from cli.loggers import wandb_run_notes
 from cli.run_dir import existing
 from cli.split_check import RequireNonEmptySplit
+from cli.usage import STAGE_HELP, TRAIN_HELP, require_arguments
 from errors import MissingFileError, RunError
 from lightning_modules.classifier import FineTuneClassifier
-
-TRAIN_HELP = f"""\
-Fine-tune an image classifier (fit), then measure it on the validation or test split (validate,
-test). Everything a run writes goes under trainer.default_root_dir, E (the configs use
-outputs/<experiment>): E/checkpoints/{{last,best-*}}.ckpt and E/<fit|validate|test>/version_N/
-(config.yaml, metrics.csv, hparams.yaml); with W&B also E/wandb/.
-
-examples:
-  python train.py fit --config configs/synthetic.yaml        # CPU demo: tiny_vgg, synthetic set
-  python train.py fit --config configs/experiments/cub200_vgg16_bn.yaml \\
-      --data.root /data/CUB_200_2011
-  python train.py test --config configs/experiments/cub200_vgg16_bn.yaml \\
-      --data.root /data/CUB_200_2011 --ckpt_path last
-  python train.py fit --config configs/experiments/cub200_vgg16_bn.yaml \\
-      --data.root /data/CUB_200_2011 --config configs/trainer/ddp.yaml --trainer.devices 4
-
---config FILE reads a YAML (repeat it to compose presets: configs/{{data,model,trainer,logger}}/);
-any key is set with --section.key VALUE. `python train.py fit --help` lists every option.
-{DEBUG_ENV}=1 shows the traceback behind an error message.
-"""
-
-_STAGE_TAIL = " Examples and the output layout: `python train.py --help`."
-STAGE_HELP = {
-    "fit": "Fine-tune: E/checkpoints/last.ckpt every epoch, best-*.ckpt by val/acc, logs in "
-           "E/fit/version_N; --ckpt_path last resumes." + _STAGE_TAIL,
-    "validate": "Loss and accuracy on the validation split (E/validate/version_N); "
-                "--ckpt_path last|best|PATH." + _STAGE_TAIL,
-    "test": "Loss and accuracy on the test split (E/test/version_N); "
-            "--ckpt_path last|best|PATH." + _STAGE_TAIL,
-    "predict": "Logits of the test split (no outputs are written)." + _STAGE_TAIL,
-}
-
 
 
 class TrainCLI(WhynotCLI):
@@ -94,11 +62,11 @@ class TrainCLI(WhynotCLI):
         if config.trainer.get("logger") not in (False, None, []):
             # Lightning refuses the monitor without a logger (--trainer.logger false)
             callbacks.append(LearningRateMonitor(logging_interval="epoch"))
-        configured = config.trainer.get("callbacks") or []
+        configured = self.configured_callbacks()
         if config.trainer.get("enable_progress_bar", True) is not False and not any(
                 isinstance(cb, RichProgressBar) for cb in configured):
             callbacks.append(ProgressBar())
-        return super().instantiate_trainer(callbacks=[*extra, *callbacks], **kwargs)
+        return super().instantiate_trainer(callbacks=[*configured, *extra, *callbacks], **kwargs)
 
     # ---------------------------------------------------------------- checkpoints of a stage
     def _resolve_ckpt_path(self) -> None:
@@ -184,8 +152,5 @@ class TrainCLI(WhynotCLI):
 
 def main(args: list[str] | None = None) -> TrainCLI:
     """Run train.py's CLI on ``args`` (``sys.argv`` when ``None``)."""
-    argv = sys.argv[1:] if args is None else args
-    if not argv:
-        sys.stderr.write(TRAIN_HELP)
-        raise SystemExit(2)
+    require_arguments(TRAIN_HELP, args)
     return run_main(TrainCLI.prog, lambda: TrainCLI(args=args))

@@ -1,4 +1,5 @@
-"""GradientSignPerturbation: the input-space experiment of the paper's Figure 3 (SPEC §3)."""
+"""GradientSignPerturbation: the input-space experiment of the paper's Figure 3 (docs/protocol.md
+§3)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ from errors import ConfigError
 from explainers import explain_rows
 from explainers.engine import input_dtype, result_dtype
 from explainers.memory import graph_bytes_per_input
-from metrics.perturbation_score import CONTRASTS, _check
+from results.schema import GRADIENT_SIGN, GRADIENT_SIGN_SCORES, ResultKey, check_values
 
-QUANTITIES = ("acc", "logit", "prob")
 # Fits a 24 GB GPU at 224 px with VGG-16-BN: 8 GiB of gradient chunks (~55 rows of ~147 MiB
 # after the clean image) + 0.5 GiB of weights + ~1.2 GiB of step state at a data batch of 128.
 DEFAULT_MEMORY_BUDGET = 8 * 2**30
@@ -85,7 +85,7 @@ class GradientSignPerturbation(Metric):
                 f"memory_budget={memory_budget}: give bytes > 0 (e.g. {DEFAULT_MEMORY_BUDGET} = "
                 "8 GiB) or None for no limit"
             )
-        self.contrasts = _check("contrasts", contrasts, CONTRASTS)
+        self.contrasts = check_values("contrast", contrasts)
         self.steps = tuple(sorted(steps))
         self.eps = float(eps)
         self.max_batch = int(max_batch)
@@ -97,7 +97,7 @@ class GradientSignPerturbation(Metric):
         # a buffer, so that no update copies them to the device
         alpha = torch.tensor([self.eps / n for n in self.steps], dtype=torch.float32)
         self.register_buffer("_alpha", alpha)
-        shape = (len(self.contrasts), len(self.steps), len(QUANTITIES))
+        shape = (len(self.contrasts), len(self.steps), len(GRADIENT_SIGN_SCORES))
         # float64 sums; set_dtype(metric_state_dtype(device)) before moving to a device without
         self.add_state("delta_sum", torch.zeros(shape, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("clean_sum", torch.zeros(3, dtype=torch.float64), dist_reduce_fx="sum")
@@ -206,13 +206,16 @@ class GradientSignPerturbation(Metric):
         self.count += b
 
     def compute(self) -> dict[str, Tensor]:
-        """"delta_<acc|logit|prob>/<contrast>/n<steps>", "clean_<acc|logit|prob>", "count"."""
+        """``{result key: value}`` (``results.schema``, method ``gradient``):
+        delta_<acc|logit|prob> per (contrast, steps), clean_<acc|logit|prob>, and count."""
         out: dict[str, Tensor] = {}
         delta = (self.delta_sum / self.count).float()
-        for qi, q in enumerate(QUANTITIES):
+        for qi, q in enumerate(GRADIENT_SIGN_SCORES):
             for ci, c in enumerate(self.contrasts):
                 for si, n in enumerate(self.steps):
-                    out[f"delta_{q}/{c}/n{n}"] = delta[ci, si, qi]
-            out[f"clean_{q}"] = (self.clean_sum[qi] / self.count).float()
-        out["count"] = self.count.float()
+                    key = ResultKey(f"delta_{q}", GRADIENT_SIGN, contrast=c, steps=n)
+                    out[str(key)] = delta[ci, si, qi]
+            out[str(ResultKey(f"clean_{q}", GRADIENT_SIGN))] = \
+                (self.clean_sum[qi] / self.count).float()
+        out[str(ResultKey("count", GRADIENT_SIGN))] = self.count.float()
         return out

@@ -11,9 +11,9 @@ from torchmetrics import Metric
 from errors import ConfigError
 from metrics.functional.localization import mass_share, pair_regions, pointing_hits
 from metrics.functional.perturbation import upsample_maps
-from metrics.perturbation_score import CONTRASTS, RANKS, _check
+from results.schema import AXES, RANKS, ResultKey, check_values
 
-# state name -> key prefix of compute(); all are per-sample sums of [2 ranks, M contrasts]
+# state name -> quantity of compute(); all are per-sample sums of [2 ranks, M contrasts]
 _SUMS = {
     "differ_sum": "differ_share",
     "shared_sum": "shared_share",
@@ -54,12 +54,15 @@ class PartLocalization(Metric):
 
     def __init__(
         self,
+        method: str,
         contrasts: Sequence[str] = ("original", "weighted"),
         threshold: float | None = 0.1,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
-        self.contrasts = _check("contrasts", contrasts, CONTRASTS)
+        AXES["method"].check(method)
+        self.method = method
+        self.contrasts = check_values("contrast", contrasts)
         if threshold is not None and not 0.0 <= threshold < 1.0:
             raise ConfigError(f"threshold={threshold}: use a probability in [0, 1) or None for all")
         self.threshold = threshold
@@ -114,14 +117,14 @@ class PartLocalization(Metric):
         self.count += selected.sum().to(self.count.dtype)
 
     def compute(self) -> dict[str, Tensor]:
-        """"<differ|shared>_share/<t>/<contrast>", "pointing_<differ|shared>/<t>/<contrast>",
-        "count/<t>"."""
+        """``{result key: value}`` (``results.schema``): differ_share, shared_share,
+        pointing_differ and pointing_shared per (t, contrast), and count per t."""
         out: dict[str, Tensor] = {}
-        for name, key in _SUMS.items():
+        for name, q in _SUMS.items():
             mean = (getattr(self, name) / self.valid).float()
             for ri, r in enumerate(RANKS):
                 for ci, c in enumerate(self.contrasts):
-                    out[f"{key}/{r}/{c}"] = mean[ri, ci]
+                    out[str(ResultKey(q, self.method, r, contrast=c))] = mean[ri, ci]
         for ri, r in enumerate(RANKS):
-            out[f"count/{r}"] = self.count[ri].float()
+            out[str(ResultKey("count", self.method, r))] = self.count[ri].float()
         return out

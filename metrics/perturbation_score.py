@@ -1,7 +1,9 @@
-"""PerturbationScore: the paper's blurring / masking experiment (Tables 1-3, SPEC §2)."""
+"""PerturbationScore: the paper's blurring / masking experiment (Tables 1-3; docs/protocol.md
+§2)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -18,19 +20,7 @@ from metrics.functional.perturbation import (
     threshold_keep,
     upsample_maps,
 )
-
-CONTRASTS = ("original", "weighted", "mean", "max")
-BASELINES = ("blur", "zeros", "mean")
-MODES = ("pos", "neg")
-MASKINGS = ("threshold", "equal")
-RANKS = ("t1", "t2")
-
-
-def _check(name: str, values: Sequence[str], allowed: tuple[str, ...]) -> tuple[str, ...]:
-    values = tuple(values)
-    if not values or any(v not in allowed for v in values) or len(set(values)) != len(values):
-        raise ConfigError(f"{name}={values!r}: give distinct values from {allowed}")
-    return values
+from results.schema import AXES, BASELINES, MASKINGS, MODES, RANKS, ResultKey, check_values
 
 
 def _chunks(n: int, per_image: int, max_batch: int) -> list[tuple[int, int, slice]]:
@@ -48,17 +38,19 @@ def _chunks(n: int, per_image: int, max_batch: int) -> list[tuple[int, int, slic
 class PerturbationScore(Metric):
     """Model output on images whose pixels outside the pos / neg region of a map are replaced.
 
-    For ONE explanation method: for each target rank (t1, t2 = top-2 clean predictions), baseline,
-    mode, masking and contrast, the mean over selected samples of the relative probability
-    exp(y_t) / (exp(y_t1) + exp(y_t2)) of the perturbed image (the paper's number), its softmax p_t
-    and the drop clean p_t - perturbed p_t. Samples are those with clean p_t2 > ``threshold``.
+    For ONE explanation method (``method`` names it in the result keys): for each target rank
+    (t1, t2 = top-2 clean predictions), baseline, mode, masking and contrast, the mean over selected
+    samples of the relative probability exp(y_t) / (exp(y_t1) + exp(y_t2)) of the perturbed image
+    (the paper's number), its softmax p_t and the drop clean p_t - perturbed p_t. Samples are
+    those with clean p_t2 > ``threshold``.
 
-    Threshold masking: pos keeps map > 0, neg keeps map < 0. Equal masking (SPEC §2.3): the compared
-    contrasts' maps of an image and rank replace the same number k of pixels: pos replaces the k
-    lowest-ranked with k = min of their positive counts, neg the k highest-ranked with k = max of
-    their negative counts. We replace exactly k; the official code replaces k - 1 in neg mode, and
-    App. G words the rule differently. Maps are upsampled bilinearly (align_corners=True);
-    input-space maps [B, k, C, H, W] are summed over C. Baselines act on the normalised tensor.
+    Threshold masking: pos keeps map > 0, neg keeps map < 0. Equal masking (docs/protocol.md
+    §2.3): the compared contrasts' maps of an image and rank replace the same number k of pixels:
+    pos replaces the k lowest-ranked with k = min of their positive counts, neg the k
+    highest-ranked with k = max of their negative counts. We replace exactly k; the official code
+    replaces k - 1 in neg mode, and App. G words the rule differently. Maps are upsampled
+    bilinearly (align_corners=True); input-space maps [B, k, C, H, W] are summed over C. Baselines
+    act on the normalised tensor.
 
     ``sigma_range=(lo, hi)`` (at 224 px) draws the blur sigma per update from a generator seeded by
     ``seed``, like the original code; it breaks exact equality between DDP and one process.
@@ -82,6 +74,7 @@ class PerturbationScore(Metric):
 
     def __init__(
         self,
+        method: str,
         contrasts: Sequence[str] = ("original", "weighted"),
         baselines: Sequence[str] = BASELINES,
         modes: Sequence[str] = MODES,
@@ -93,10 +86,12 @@ class PerturbationScore(Metric):
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
-        self.contrasts = _check("contrasts", contrasts, CONTRASTS)
-        self.baselines = _check("baselines", baselines, BASELINES)
-        self.modes = _check("modes", modes, MODES)
-        self.maskings = _check("maskings", maskings, MASKINGS)
+        AXES["method"].check(method)
+        self.method = method
+        self.contrasts = check_values("contrast", contrasts)
+        self.baselines = check_values("baseline", baselines)
+        self.modes = check_values("mode", modes)
+        self.maskings = check_values("masking", maskings)
         if threshold is not None and not 0.0 <= threshold < 1.0:
             raise ConfigError(f"threshold={threshold}: use a probability in [0, 1) or None for all")
         if sigma_range is not None and not 0 < sigma_range[0] <= sigma_range[1]:
@@ -212,20 +207,24 @@ class PerturbationScore(Metric):
         self.prob_drop_sum += sums[2].view(shape)
 
     def compute(self) -> dict[str, Tensor]:
-        """Flat dict "<quantity>/<t1|t2>/<baseline>/<mode>/<masking>/<contrast>" + clean."""
+        """``{result key: value}`` (``results.schema``): relprob, prob and prob_drop per
+        (t, baseline, mode, masking, contrast), clean_relprob and clean_prob per t, and count."""
         out: dict[str, Tensor] = {}
         n = self.count
-        for q, s in (("relprob", self.relprob_sum), ("prob", self.prob_sum),
-                     ("prob_drop", self.prob_drop_sum)):
-            mean = (s / n).float()
-            for ri, r in enumerate(RANKS):
-                for bi, b in enumerate(self.baselines):
-                    for moi, mo in enumerate(self.modes):
-                        for mki, mk in enumerate(self.maskings):
-                            for ci, c in enumerate(self.contrasts):
-                                out[f"{q}/{r}/{b}/{mo}/{mk}/{c}"] = mean[ri, bi, moi, mki, ci]
+        grid = itertools.product(enumerate(RANKS), enumerate(self.baselines),
+                                 enumerate(self.modes), enumerate(self.maskings),
+                                 enumerate(self.contrasts))
+        means = {q: (s / n).float() for q, s in (("relprob", self.relprob_sum),
+                                                ("prob", self.prob_sum),
+                                                ("prob_drop", self.prob_drop_sum))}
+        for (ri, r), (bi, b), (moi, mo), (mki, mk), (ci, c) in grid:
+            for q, mean in means.items():
+                key = ResultKey(q, self.method, r, b, mo, mk, c)
+                out[str(key)] = mean[ri, bi, moi, mki, ci]
         for ri, r in enumerate(RANKS):
-            out[f"clean_relprob/{r}"] = (self.clean_relprob_sum[ri] / n).float()
-            out[f"clean_prob/{r}"] = (self.clean_prob_sum[ri] / n).float()
-        out["count"] = n.float()
+            out[str(ResultKey("clean_relprob", self.method, r))] = \
+                (self.clean_relprob_sum[ri] / n).float()
+            out[str(ResultKey("clean_prob", self.method, r))] = \
+                (self.clean_prob_sum[ri] / n).float()
+        out[str(ResultKey("count", self.method))] = n.float()
         return out

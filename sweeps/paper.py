@@ -8,13 +8,12 @@ from functools import cache
 from pathlib import Path
 
 from errors import ConfigError
+from results.schema import BASELINES, MODES, PAPER_CONTRASTS
 
 PAPER_NUMBERS = Path(__file__).resolve().parent / "paper_numbers.json"
-BASELINES = ("blur", "zeros", "mean")
-MODES = ("pos", "neg")
-CONTRASTS = ("original", "weighted")
-# The tables' column order (SPEC §2.6): p_t, then per baseline Pos ori/wtd, Neg ori/wtd.
-COLUMNS = ("clean", *(f"{b}/{m}/{c}" for b in BASELINES for m in MODES for c in CONTRASTS))
+# The tables' column order (docs/protocol.md §2.6): p_t, then per baseline Pos ori/wtd, Neg
+# ori/wtd.
+COLUMNS = ("clean", *(f"{b}/{m}/{c}" for b in BASELINES for m in MODES for c in PAPER_CONTRASTS))
 SOURCE_KINDS = ("paper", "reproduction")
 
 

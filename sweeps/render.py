@@ -1,19 +1,17 @@
-"""The tables in three forms: markdown (``paper_tables.md``), LaTeX booktabs (``.tex``), CSV."""
+"""The paper tables as ``results.tables.Table``s, written as markdown (``paper_tables.md``),
+LaTeX booktabs (``.tex``) and CSV (one row per key and run) by the renderers every table uses."""
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 from collections.abc import Sequence
 
-from results.report import BASELINE_TITLES, METHOD_TITLES, markdown_table
+from results.schema import AXES, KEY_AXES, ResultKey
+from results.tables import DASH, Cell, Table, csv_text, latex, markdown, markdown_table
 from sweeps.experiments import BACKBONE_TITLES
 from sweeps.paper import PaperNumbers
 from sweeps.runs import Collection, Run, Unreadable
-from sweeps.tables import PAIRS, Cell, PaperTable, Row
+from sweeps.tables import PAIRS, Number, PaperTable, Row
 
-MODE_TITLES = {"pos": "Pos", "neg": "Neg"}
 DAGGER = "†"
 INTRO = (
     "Relative probability r_t = exp(y_t) / (exp(y_t1) + exp(y_t2)) on the perturbed images, "
@@ -24,32 +22,31 @@ INTRO = (
     "values. Rows `ours` are the runs listed under Runs; the other rows are published numbers, "
     "tagged with their source (`sweeps/paper_numbers.json`)."
 )
+KEYS = ["data", "method", "t", "source", "n", "p_t"]
+KEYS_TEX = ["Data", "Method", "$t$", "Source", "$n$", "$p_t$"]
 
 
-def _number(cell: Cell) -> str:
-    if cell.value is None:
-        return "—"
-    if math.isnan(cell.value):
-        return "nan"
-    text = cell.printed or f"{cell.value:.3f}"
-    return text + (DAGGER if cell.sic else "")
+def _cell(number: Number) -> Cell:
+    if number.value is None:
+        return Cell(DASH)
+    text = "nan" if not number.present else (number.printed or f"{number.value:.3f}")
+    return Cell(text, number.value, bold=number.bold, mark=DAGGER if number.sic else "")
 
 
-def _count(value: float | None) -> str:
-    return "—" if value is None or math.isnan(value) else str(int(value))
+def _count(value: float | None) -> Cell:
+    return Cell(DASH) if value is None or value != value else Cell(str(int(value)), value)
 
 
-def _wins(row: Row) -> str:
+def pair_columns() -> list[tuple[str, ...]]:
+    """``("GaussBlur", "Pos", "ori")``, ... in the paper's column order."""
+    contrast = AXES["contrast"]
+    return [(AXES["baseline"].title(b), AXES["mode"].title(mode), contrast.title(c))
+            for b, mode in PAIRS for c in ("original", "weighted")]
+
+
+def _wins(row: Row) -> Cell:
     wins, total = row.weighted_better()
-    return f"{wins}/{total}" if total else "—"
-
-
-def pair_headers() -> list[str]:
-    """``GaussBlur Pos ori``, ``wtd``, ... in the paper's column order."""
-    out = []
-    for b, mode in PAIRS:
-        out += [f"{BASELINE_TITLES[b]} {MODE_TITLES[mode]} ori", "wtd"]
-    return out
+    return Cell(f"{wins}/{total}", float(wins)) if total else Cell(DASH)
 
 
 def agreement_text(table: PaperTable) -> str:
@@ -71,28 +68,53 @@ def _gap_text(table: PaperTable) -> str | None:
     return "No published numbers for this backbone and masking."
 
 
-def _markdown_rows(table: PaperTable) -> list[list[str]]:
-    rows = []
+def as_table(table: PaperTable, wins: bool = True) -> Table:
+    """The paper table as a ``Table``: our rows headed by data / method / t, each published row
+    under ours with its source; LaTeX caption and label, a rule between data sets. ``wins``: a
+    last column with each row's weighted-better count (the markdown's, not the paper's)."""
+    out = Table(table.title, list(KEYS), [*pair_columns(), *([("wtd better",)] if wins else [])],
+                name="tab:whynot-" + "-".join(
+                    "".join(ch if ch.isalnum() else "-" for ch in part)
+                    for part in table.key.split("/")),
+                keys_tex=list(KEYS_TEX))
+    last_dataset = None
     for row in table.rows:
         ours = row.source == "ours"
-        head = ([row.dataset, METHOD_TITLES.get(row.method, row.method), row.t] if ours
-                else ["", "", ""])
-        cells = []
-        for ori, wtd in row.pairs:
-            cells += [f"**{_number(c)}**" if c.bold else _number(c) for c in (ori, wtd)]
-        rows.append([*head, row.source, _count(row.count), _number(row.clean), *cells,
-                     _wins(row)])
-    return rows
+        if ours and last_dataset is not None and row.dataset != last_dataset:
+            out.midrules.add(len(out.rows))
+        if ours:
+            last_dataset = row.dataset
+        head = ([Cell(row.dataset), Cell(AXES["method"].title(row.method)),
+                 Cell(row.t, tex=f"$t_{row.t[1:]}$")] if ours else [Cell("")] * 3)
+        cells = [_cell(c) for pair in row.pairs for c in pair]
+        out.rows.append([*head, Cell(row.source), _count(row.count), _cell(row.clean), *cells,
+                         *([_wins(row)] if wins else [])])
+    wins, total = table.ours_weighted_better()
+    caption = [f"{BACKBONE_TITLES.get(table.backbone, table.backbone)}, {table.masking} "
+               "masking: relative probability r_t on perturbed images (Pos: higher is better; "
+               "Neg: lower is better; bold: the better of ori/wtd). Weighted better than "
+               f"original in {wins} of {total} cell pairs."]
+    for agg in table.agreement():
+        caption.append(f"{agg.source.title} [{agg.source.tag}]: weighted better in "
+                       f"{agg.published_wtd_better} of the same {agg.pairs}, the same winner as "
+                       f"ours in {agg.same_winner}.")
+    gap = _gap_text(table)
+    if gap:
+        caption.append(gap.replace("—", "-"))
+    if any(c.sic for r in table.rows for p in r.pairs for c in p):
+        caption.append(f"{DAGGER} printed so in the source (two decimals).")
+    out.caption = " ".join(caption)
+    return out
 
 
-def _sic_notes(table: PaperTable, paper: PaperNumbers) -> list[str]:
+def _sic_notes(table: PaperTable) -> list[str]:
     notes = []
     for row in table.rows:
         for ori, wtd in row.pairs:
             for c in (ori, wtd):
                 if c.sic:
                     notes.append(f"{DAGGER} {row.source} {row.dataset} "
-                                 f"{METHOD_TITLES.get(row.method, row.method)} {row.t}: "
+                                 f"{AXES['method'].title(row.method)} {row.t}: "
                                  f"printed as {c.printed}; {c.sic}.")
     return notes
 
@@ -107,11 +129,11 @@ def _run_lines(collection: Collection) -> list[str]:
 
 
 def left_out_label(item: Run | Unreadable) -> str:
+    """How the report names a run (or a path) it left out."""
     return item.label if isinstance(item, Run) else f"`{item.path}`"
 
 
-def render_markdown(tables: Sequence[PaperTable], collection: Collection,
-                    paper: PaperNumbers) -> str:
+def render_markdown(tables: Sequence[PaperTable], collection: Collection) -> str:
     """``paper_tables.md``."""
     out = [f"# The paper's tables from {len(collection.runs)} run"
            f"{'s' * (len(collection.runs) != 1)}", "", INTRO, ""]
@@ -124,10 +146,9 @@ def render_markdown(tables: Sequence[PaperTable], collection: Collection,
         gap = _gap_text(table)
         if gap:
             out += [gap, ""]
-        header = ["data", "method", "t", "source", "n", "p_t", *pair_headers(), "wtd better"]
-        out += [markdown_table(header, _markdown_rows(table)), ""]
+        out += [markdown(as_table(table)), ""]
         out += [agreement_text(table), ""]
-        notes = _sic_notes(table, paper)
+        notes = _sic_notes(table)
         if notes:
             out += [*(f"{n}  " for n in notes), ""]
         if table.incomplete:
@@ -149,121 +170,36 @@ def render_markdown(tables: Sequence[PaperTable], collection: Collection,
     return "\n".join(out)
 
 
-# --- LaTeX -----------------------------------------------------------------------------------
-
-_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                "^": r"\textasciicircum{}"}
-
-
-def tex_escape(text: str) -> str:
-    """Text safe inside a LaTeX table cell or caption."""
-    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in text)
-
-
-def _tex_number(cell: Cell) -> str:
-    if cell.value is None:
-        return "--"
-    if math.isnan(cell.value):
-        return "nan"
-    text = cell.printed or f"{cell.value:.3f}"
-    text = rf"\textbf{{{text}}}" if cell.bold else text
-    return text + (r"$^\dagger$" if cell.sic else "")
-
-
-N_LEAD = 6  # data, method, t, source, n, p_t
-
-
-def render_latex_table(table: PaperTable) -> str:
-    """One ``table*`` with booktabs rules (needs ``\\usepackage{booktabs}``)."""
-    ncols = N_LEAD + 2 * len(PAIRS)
-    first = N_LEAD + 1
-    group_row = [""] * N_LEAD
-    rules_1, rules_2, mode_row = [], [], [""] * N_LEAD
-    for i, b in enumerate(dict.fromkeys(b for b, _ in PAIRS)):
-        lo = first + 4 * i
-        group_row.append(rf"\multicolumn{{4}}{{c}}{{{BASELINE_TITLES[b]}}}")
-        rules_1.append(rf"\cmidrule(lr){{{lo}-{lo + 3}}}")
-        for j, mode in enumerate(("pos", "neg")):
-            mode_row.append(rf"\multicolumn{{2}}{{c}}{{{MODE_TITLES[mode]}.}}")
-            rules_2.append(rf"\cmidrule(lr){{{lo + 2 * j}-{lo + 2 * j + 1}}}")
-    names = ["Data", "Method", "$t$", "Source", "$n$", "$p_t$"] + ["ori.", "wtd."] * len(PAIRS)
-    body: list[str] = []
-    last_dataset = None
-    for row in table.rows:
-        ours = row.source == "ours"
-        if ours and last_dataset is not None and row.dataset != last_dataset:
-            body.append(r"\midrule")
-        if ours:
-            last_dataset = row.dataset
-        head = ([tex_escape(row.dataset), tex_escape(METHOD_TITLES.get(row.method, row.method)),
-                 f"$t_{row.t[1:]}$"] if ours else ["", "", ""])
-        cells = [_tex_number(c) for pair in row.pairs for c in pair]
-        body.append(" & ".join([*head, tex_escape(row.source), _count(row.count).replace("—",
-                                "--"), _tex_number(row.clean), *cells]) + r" \\")
-    wins, total = table.ours_weighted_better()
-    caption = [f"{tex_escape(BACKBONE_TITLES.get(table.backbone, table.backbone))}, "
-               f"{tex_escape(table.masking)} masking: relative probability $r_t$ on perturbed "
-               "images (Pos.: higher is better; Neg.: lower is better; bold: the better of "
-               f"ori./wtd.). Weighted better than original in {wins} of {total} cell pairs."]
-    for agg in table.agreement():
-        caption.append(f"{tex_escape(agg.source.title)} [{tex_escape(agg.source.tag)}]: "
-                       f"weighted better in {agg.published_wtd_better} of the same {agg.pairs}, "
-                       f"the same winner as ours in {agg.same_winner}.")
-    gap = _gap_text(table)
-    if gap:
-        caption.append(tex_escape(gap.replace("—", "-")))
-    if any(c.sic for r in table.rows for p in r.pairs for c in p):
-        caption.append(r"$^\dagger$ printed so in the source (two decimals).")
-    label = "tab:whynot-" + "-".join(
-        "".join(ch if ch.isalnum() else "-" for ch in part) for part in table.key.split("/"))
-    lines = [
-        r"\begin{table*}[t]",
-        r"\centering",
-        r"\scriptsize",
-        r"\setlength{\tabcolsep}{3pt}",
-        rf"\caption{{{' '.join(caption)}}}",
-        rf"\label{{{label}}}",
-        rf"\begin{{tabular}}{{{'l' * 4}{'r' * (ncols - 4)}}}",
-        r"\toprule",
-        " & ".join(group_row) + r" \\",
-        "".join(rules_1),
-        " & ".join(mode_row) + r" \\",
-        "".join(rules_2),
-        " & ".join(names) + r" \\",
-        r"\midrule",
-        *body,
-        r"\bottomrule",
-        r"\end{tabular}",
-        r"\end{table*}",
-    ]
-    return "\n".join(lines)
-
-
 def render_latex(tables: Sequence[PaperTable]) -> str:
     """``paper_tables.tex``: every table, ready to ``\\input``."""
     head = ["% Written by `python -m sweeps report`; needs \\usepackage{booktabs}.",
             "% Published rows are tagged with their source; see paper_tables.md for the list.", ""]
-    return "\n".join(head) + "\n\n".join(render_latex_table(t) for t in tables) + "\n"
+    return "\n".join(head) + "\n\n".join(latex(as_table(t, wins=False)) for t in tables) + "\n"
 
 
 # --- CSV ---------------------------------------------------------------------------------------
 
 CSV_FIELDS = ("experiment", "dataset", "backbone", "protocol", "in_tables", "results_path",
-              "key", "quantity", "method", "t", "baseline", "mode", "masking", "contrast",
-              "value", "paper", "paper_source", "reproduction", "reproduction_source")
+              "key", "quantity", *KEY_AXES, "value", "paper", "paper_source", "reproduction",
+              "reproduction_source")
 
 
-def _published(paper: PaperNumbers, run: Run, method: str, t: str, masking: str | None,
-               column: str) -> dict[str, object]:
+def _published(paper: PaperNumbers, run: Run, key: ResultKey) -> dict[str, object]:
+    """The published numbers of the cell ``key`` names (relprob and clean_relprob keys)."""
+    if key.quantity == "relprob":
+        column = f"{key.baseline}/{key.mode}/{key.contrast}"
+    elif key.quantity == "clean_relprob":
+        column = "clean"
+    else:
+        return {}
     out: dict[str, object] = {}
     for source in paper.sources.values():
-        if source.backbone != run.backbone or (masking is not None
-                                               and source.masking != masking):
+        if source.backbone != run.backbone or (key.masking is not None
+                                               and source.masking != key.masking):
             continue
         if source.kind in out or run.dataset is None:
             continue
-        cell = paper.get(source.tag, run.dataset.key, method, t, column)
+        cell = paper.get(source.tag, run.dataset.key, str(key.method), str(key.t), column)
         if cell is not None:
             out[source.kind] = cell.value
             out[f"{source.kind}_source"] = source.tag
@@ -271,35 +207,26 @@ def _published(paper: PaperNumbers, run: Run, method: str, t: str, masking: str 
 
 
 def csv_rows(collection: Collection, paper: PaperNumbers) -> list[dict[str, object]]:
-    """One row per key and run (runs left out of the tables too, ``in_tables`` = 0)."""
+    """One row per key and run (runs left out of the tables too, ``in_tables`` = 0), with the
+    key's coordinates on every axis of the schema and the published numbers of its cell."""
     runs = [(r, 1) for r in collection.runs]
     runs += [(r, 0) for r, _ in collection.left_out if isinstance(r, Run)]
     rows = []
     for run, in_tables in runs:
-        for key, value in sorted(run.results.items()):
-            parts = key.split("/")
+        for text, value in sorted(run.results.items()):
             row: dict[str, object] = {
                 "experiment": run.experiment, "dataset": run.dataset_label,
                 "backbone": run.backbone, "protocol": run.protocol, "in_tables": in_tables,
-                "results_path": str(run.results_path),
-                "key": key, "quantity": parts[1] if len(parts) > 1 else "", "value": value,
+                "results_path": str(run.results_path), "key": text, "value": value,
             }
-            if len(parts) == 8 and parts[0] == "eval":
-                _, q, m, t, b, mode, masking, c = parts
-                row.update(method=m, t=t, baseline=b, mode=mode, masking=masking, contrast=c)
-                if q == "relprob":
-                    row.update(_published(paper, run, m, t, masking, f"{b}/{mode}/{c}"))
-            elif len(parts) == 4 and parts[1] == "clean_relprob":
-                row.update(method=parts[2], t=parts[3])
-                row.update(_published(paper, run, parts[2], parts[3], None, "clean"))
+            key = ResultKey.try_parse(text)
+            if key is not None:
+                row.update(quantity=key.quantity, **key.coordinates())
+                row.update(_published(paper, run, key))
             rows.append(row)
     return rows
 
 
 def render_csv(collection: Collection, paper: PaperNumbers) -> str:
     """``paper_tables.csv``."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(csv_rows(collection, paper))
-    return buf.getvalue()
+    return csv_text(CSV_FIELDS, csv_rows(collection, paper))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from results.report import atomic_write_text
+from results.files import atomic_write_text
 from sweeps.paper import load_paper_numbers
 from sweeps.render import (
     agreement_text,
@@ -42,7 +42,7 @@ def write_report(paths: Sequence[Path], out: Path, *, protocol: int | None = Non
     collection = collect(paths, protocol)
     tables = build_tables(collection.runs, paper)
     report = Report(tables, collection)
-    texts = {"markdown": render_markdown(tables, collection, paper),
+    texts = {"markdown": render_markdown(tables, collection),
              "latex": render_latex(tables), "csv": render_csv(collection, paper)}
     for kind, text in texts.items():
         path = out / FILES[kind]

@@ -8,7 +8,6 @@ or the newest one in the experiment folder ``E``); else from the experiment's na
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from results.files import RESULTS_FILE, RUN_FILE, read_results_json, read_run_json
 from sweeps.experiments import DatasetInfo, dataset_by, dataset_of_experiment_name
 
 
@@ -86,22 +86,19 @@ def _from_config(path: Path) -> tuple[str | None, str | None]:
 def load_run(results_path: Path) -> Run | Unreadable:
     """Read one results.json and identify its run."""
     try:
-        raw = json.loads(results_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        results = read_results_json(results_path)
+    except (OSError, ValueError) as err:  # JSONDecodeError is a ValueError
         return Unreadable(results_path, f"cannot read results.json: {err}")
-    if not isinstance(raw, dict):
-        return Unreadable(results_path, "results.json is not a {key: number} object")
-    results = {k: float(v) for k, v in raw.items() if isinstance(v, int | float)}
     root = _experiment_root(results_path)
     experiment = root.name
     mtime = datetime.fromtimestamp(results_path.stat().st_mtime, UTC).isoformat(
         timespec="seconds")
-    run_json = results_path.parent / "run.json"
+    run_json = results_path.parent / RUN_FILE
     problems: list[str] = []
     if run_json.is_file():
         try:
-            meta: dict[str, Any] = json.loads(run_json.read_text())
-        except (OSError, json.JSONDecodeError) as err:
+            meta: dict[str, Any] = read_run_json(run_json)
+        except (OSError, ValueError) as err:
             return Unreadable(results_path, f"cannot read {run_json}: {err}")
         experiment = str(meta.get("experiment") or experiment)
         dataset = (dataset_by(name=meta.get("dataset"))
@@ -139,10 +136,10 @@ def find_results(paths: Iterable[Path]) -> tuple[list[Path], list[Unreadable]]:
     missing: list[Unreadable] = []
     for path in paths:
         path = Path(path)
-        if path.is_file() and path.name == "results.json":
+        if path.is_file() and path.name == RESULTS_FILE:
             hits = [path]
         elif path.is_dir():
-            hits = sorted(p for p in path.rglob("results.json")
+            hits = sorted(p for p in path.rglob(RESULTS_FILE)
                           if "wandb" not in p.relative_to(path).parts)
         else:
             hits = []

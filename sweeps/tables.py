@@ -1,7 +1,7 @@
 """The paper's tables over many runs: one per backbone and masking, ours beside the published.
 
-Layout of the paper's appendix tables (SPEC §2.6): rows dataset x method x {t1, t2}; columns
-p_t, then GaussBlur / Zeros / ChMean x Pos / Neg x ori / wtd. Below each of our rows, the
+Layout of the paper's appendix tables (docs/protocol.md §2.6): rows dataset x method x {t1, t2};
+columns p_t, then GaussBlur / Zeros / ChMean x Pos / Neg x ori / wtd. Below each of our rows, the
 published rows for the same cell (App. Table 2, App. Table 3, the reproduction) where
 ``paper_numbers.json`` has them. In Pos columns higher is better, in Neg columns lower.
 """
@@ -12,19 +12,27 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from results.report import found_axes
+from results.schema import (
+    AXES,
+    BASELINES,
+    MODES,
+    PAPER_CONTRASTS,
+    RANKS,
+    ResultKey,
+    axis_values,
+    parse_results,
+)
 from sweeps.experiments import BACKBONE_TITLES, DATASETS
-from sweeps.paper import BASELINES, MODES, PaperNumbers, Source
+from sweeps.paper import PaperNumbers, Source
 from sweeps.runs import Run
 
 PAIRS: tuple[tuple[str, str], ...] = tuple((b, m) for b in BASELINES for m in MODES)
-METHOD_ORDER = ("linear_approx", "gradcam", "xgradcam")  # the paper's row order (LA, GC, XC)
 MASKING_ORDER = (("vgg16_bn", "threshold"), ("alexnet", "threshold"), ("vgg16_bn", "equal"),
                  ("alexnet", "equal"))  # the paper's Table 1, App. Table 2, App. Table 3
 
 
 @dataclass(frozen=True)
-class Cell:
+class Number:
     """One number: ours or published (``printed`` keeps the published text)."""
 
     value: float | None
@@ -47,8 +55,8 @@ class Row:
     t: str
     source: str  # "ours" or a Source tag
     count: float | None  # our samples with p_t2 > threshold; None for published rows
-    clean: Cell
-    pairs: list[tuple[Cell, Cell]]  # (ori, wtd) per PAIRS
+    clean: Number
+    pairs: list[tuple[Number, Number]]  # (ori, wtd) per PAIRS
 
     def weighted_better(self) -> tuple[int, int]:
         """(pairs where wtd beats ori in the paper's direction, pairs with both numbers)."""
@@ -60,17 +68,17 @@ class Row:
         return wins, total
 
 
-def better(a: Cell, b: Cell, mode: str) -> bool:
+def better(a: Number, b: Number, mode: str) -> bool:
     """``a`` strictly better than ``b``: higher in Pos columns, lower in Neg columns."""
     assert a.value is not None and b.value is not None
     return a.value > b.value if mode == "pos" else a.value < b.value
 
 
-def _bolded(ori: Cell, wtd: Cell, mode: str) -> tuple[Cell, Cell]:
+def _bolded(ori: Number, wtd: Number, mode: str) -> tuple[Number, Number]:
     if not (ori.present and wtd.present):
         return ori, wtd
-    return (Cell(ori.value, ori.printed, ori.sic, better(ori, wtd, mode)),
-            Cell(wtd.value, wtd.printed, wtd.sic, better(wtd, ori, mode)))
+    return (Number(ori.value, ori.printed, ori.sic, better(ori, wtd, mode)),
+            Number(wtd.value, wtd.printed, wtd.sic, better(wtd, ori, mode)))
 
 
 @dataclass
@@ -133,47 +141,47 @@ class PaperTable:
         return out
 
 
-def _methods(runs: Sequence[Run]) -> list[str]:
-    found: list[str] = []
-    for run in runs:
-        found += [m for m in found_axes(run.results)["method"] if m not in found]
-    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
-    return sorted(found, key=lambda m: (rank.get(m, len(rank)), m))
+def _found(runs: Sequence[Run], axis: str) -> list[str]:
+    """The values of ``axis`` among the runs' perturbation (relprob) keys, in the axis's order
+    (methods in the paper's row order: LA, GC, XGC)."""
+    keys = [k for run in runs for k in parse_results(run.results)]
+    return axis_values(keys, axis, quantity="relprob")
 
 
 def expected_keys(methods: Sequence[str], masking: str) -> list[str]:
     """The results.json keys one run needs for its rows of a table."""
-    keys = []
+    keys: list[ResultKey] = []
     for m in methods:
-        keys.append(f"eval/count/{m}")
-        for t in ("t1", "t2"):
-            keys.append(f"eval/clean_relprob/{m}/{t}")
-            keys += [f"eval/relprob/{m}/{t}/{b}/{mode}/{masking}/{c}"
-                     for b, mode in PAIRS for c in ("original", "weighted")]
-    return keys
+        keys.append(ResultKey("count", m))
+        for t in RANKS:
+            keys.append(ResultKey("clean_relprob", m, t))
+            keys += [ResultKey("relprob", m, t, b, mode, masking, c)
+                     for b, mode in PAIRS for c in PAPER_CONTRASTS]
+    return [str(k) for k in keys]
 
 
 def _our_row(run: Run, method: str, t: str, masking: str) -> Row:
     r = run.results
     pairs = []
     for b, mode in PAIRS:
-        ori, wtd = (Cell(r.get(f"eval/relprob/{method}/{t}/{b}/{mode}/{masking}/{c}"))
-                    for c in ("original", "weighted"))
+        ori, wtd = (Number(r.get(str(ResultKey("relprob", method, t, b, mode, masking, c))))
+                    for c in PAPER_CONTRASTS)
         pairs.append(_bolded(ori, wtd, mode))
-    return Row(run.dataset_label, method, t, "ours", r.get(f"eval/count/{method}"),
-               Cell(r.get(f"eval/clean_relprob/{method}/{t}")), pairs)
+    return Row(run.dataset_label, method, t, "ours", r.get(str(ResultKey("count", method))),
+               Number(r.get(str(ResultKey("clean_relprob", method, t)))), pairs)
 
 
 def _published_row(paper: PaperNumbers, source: Source, dataset_key: str, label: str,
                    method: str, t: str) -> Row | None:
-    def cell(column: str) -> Cell:
+    def cell(column: str) -> Number:
         c = paper.get(source.tag, dataset_key, method, t, column)
-        return Cell(None) if c is None else Cell(c.value, c.printed, c.sic)
+        return Number(None) if c is None else Number(c.value, c.printed, c.sic)
 
     clean = cell("clean")
     if not clean.present:
         return None
-    pairs = [_bolded(cell(f"{b}/{mode}/original"), cell(f"{b}/{mode}/weighted"), mode)
+    ori, wtd = PAPER_CONTRASTS
+    pairs = [_bolded(cell(f"{b}/{mode}/{ori}"), cell(f"{b}/{mode}/{wtd}"), mode)
              for b, mode in PAIRS]
     return Row(label, method, t, source.tag, None, clean, pairs)
 
@@ -187,10 +195,8 @@ def build_tables(runs: Sequence[Run], paper: PaperNumbers) -> list[PaperTable]:
     tables: list[PaperTable] = []
     for backbone, group in by_backbone.items():
         group.sort(key=lambda r: (order.get(r.dataset_label, len(order)), r.dataset_label))
-        maskings: list[str] = []
-        for run in group:
-            maskings += [m for m in found_axes(run.results)["masking"] if m not in maskings]
-        methods = _methods(group)
+        maskings = _found(group, "masking")
+        methods = _found(group, "method")
         for masking in maskings:
             sources = paper.sources_for(backbone, masking)
             table = PaperTable(backbone, masking, [], sources, paper.gap(backbone, masking),
@@ -203,7 +209,7 @@ def build_tables(runs: Sequence[Run], paper: PaperNumbers) -> list[PaperTable]:
                         f"{run.label}: {len(missing)} of {len(expected)} keys this table needs "
                         f"are missing, e.g. {missing[0]}; its cells show —")
                 for method in methods:
-                    for t in ("t1", "t2"):
+                    for t in RANKS:
                         table.rows.append(_our_row(run, method, t, masking))
                         for source in sources:
                             key = run.dataset.key if run.dataset else ""
@@ -213,8 +219,7 @@ def build_tables(runs: Sequence[Run], paper: PaperNumbers) -> list[PaperTable]:
                                 table.rows.append(row)
             tables.append(table)
     rank = {k: i for i, k in enumerate(MASKING_ORDER)}
-    maskings = ("threshold", "equal")
+    masking = {m: i for i, m in enumerate(AXES["masking"].order(tb.masking for tb in tables))}
     tables.sort(key=lambda tb: (rank.get((tb.backbone, tb.masking), len(rank)), tb.backbone,
-                                maskings.index(tb.masking) if tb.masking in maskings else 2,
-                                tb.masking))
+                                masking[tb.masking]))
     return tables

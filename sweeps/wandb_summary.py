@@ -5,16 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from sweeps.render import CSV_FIELDS, pair_headers
+from sweeps.render import CSV_FIELDS, KEYS, pair_columns
 from sweeps.tables import PaperTable
 
 
 def table_columns() -> list[str]:
-    """Column names of a paper table on W&B (unique: ``GaussBlur Pos wtd``, ...)."""
-    names = pair_headers()
-    unique = [n if n != "wtd" else names[i - 1].replace(" ori", " wtd")
-              for i, n in enumerate(names)]
-    return ["data", "method", "t", "source", "n", "p_t", *unique, "wtd better", "pairs"]
+    """Column names of a paper table on W&B (``GaussBlur Pos wtd``, ...)."""
+    return [*KEYS, *(" ".join(p) for p in pair_columns()), "wtd better", "pairs"]
 
 
 def table_data(table: PaperTable) -> list[list[object]]:

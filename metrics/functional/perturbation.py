@@ -1,4 +1,4 @@
-"""Pure tensor ops of the blurring / masking experiment (SPEC §2): masks, baselines."""
+"""Pure tensor ops of the blurring / masking experiment (docs/protocol.md §2): masks, baselines."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def equal_keep(maps: Tensor, mode: str, ranks: Tensor | None = None) -> Tensor:
     pos: k = min over the M maps of #(map > 0); the k lowest-ranked pixels of each map are replaced.
     neg: k = max over the M maps of #(map < 0); the k highest-ranked pixels are replaced.
     Exactly k pixels are replaced (the official code replaces k - 1 in neg mode; App. G words the
-    rule differently, see SPEC §2.3). Returns bool [B, R, M, H, W].
+    rule differently, see docs/protocol.md §2.3). Returns bool [B, R, M, H, W].
     """
     b, r, m, h, w = maps.shape
     flat = maps.reshape(b, r, m, h * w)

@@ -1,0 +1,165 @@
+"""The protocol's work on one test batch, and its metrics: what ``ContrastiveEvaluation`` runs per
+batch and what ``benchmarks/`` time, so the benchmarks measure the product's own code.
+
+Per batch: one ``explain`` call per method (every target and contrast at once), the metrics'
+``update`` on the device (perturbed images batched and chunked by ``max_batch`` inside the
+metrics), part localisation where the batch carries part masks, then the gradient-sign
+experiment. :meth:`EvaluationStep.compute` reduces every metric (torchmetrics' "sum" states:
+exact under DDP) into the flat ``{result key: value}`` dict of ``results.schema``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+
+import torch
+from torch import Tensor, nn
+from torchmetrics import Metric
+
+from errors import ConfigError
+from explainers import Explanation, explain
+from metrics import GradientSignPerturbation, PartLocalization, PerturbationScore, SampleCount
+from metrics.functional import metric_state_dtype
+from results.schema import ResultKey
+
+# The parts of a batch's work, as ``timer`` sees them.
+PARTS = ("explain", "masking", "localisation", "gradient_sign")
+Timer = Callable[[str], AbstractContextManager]
+
+
+def _untimed(_part: str) -> AbstractContextManager:
+    return contextlib.nullcontext()
+
+
+class EvaluationStep(nn.Module):
+    """The protocol's metrics for ``methods`` and the per-batch work that feeds them.
+
+    Every argument is required: ``ContrastiveEvaluation`` (whose signature holds the defaults)
+    builds one with :meth:`ContrastiveEvaluation.evaluation_step`. ``memory_budget``: bytes of one
+    gradient-sign chunk's autograd graph (None: no limit). ``mean`` / ``std``: the data's
+    normalisation (gradient-sign steps clamp in pixel space).
+    """
+
+    def __init__(
+        self,
+        *,
+        methods: Sequence[str],
+        layer: str | None,
+        topk: int,
+        contrasts: Sequence[str],
+        baselines: Sequence[str],
+        modes: Sequence[str],
+        maskings: Sequence[str],
+        threshold: float | None,
+        max_batch: int,
+        gradient_sign: bool,
+        steps: Sequence[int],
+        eps: float,
+        memory_budget: int | None,
+        localization: bool,
+        mean: Sequence[float],
+        std: Sequence[float],
+        reshape: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.methods = tuple(methods)
+        self.layer = layer
+        self.topk = topk
+        self.contrasts = tuple(contrasts)
+        self.reshape = reshape
+        self.localization = localization
+        self.seen = SampleCount()
+        self.perturbation = nn.ModuleDict({
+            m: PerturbationScore(m, contrasts=contrasts, baselines=baselines, modes=modes,
+                                 maskings=maskings, threshold=threshold, max_batch=max_batch)
+            for m in self.methods})
+        self.parts = nn.ModuleDict({
+            m: PartLocalization(m, contrasts=contrasts, threshold=threshold)
+            for m in self.methods} if localization else {})
+        self.gradient_sign = GradientSignPerturbation(
+            mean, std, steps=steps, eps=eps, max_batch=max_batch, memory_budget=memory_budget,
+        ) if gradient_sign else None
+        self._parts_used = False
+        self.parts_computed = False  # whether the last compute() reported localisation
+
+    def set_state_dtype(self, device: torch.device) -> EvaluationStep:
+        """float64 sums, float32 on a device without float64 (MPS); returns ``self``."""
+        dtype = metric_state_dtype(device)
+        if dtype != torch.float64:
+            for metric in self.modules():
+                if isinstance(metric, Metric):
+                    metric.set_dtype(dtype)
+        return self
+
+    def update(
+        self,
+        net: nn.Module,
+        x: Tensor,
+        labels: Tensor,
+        part_masks: Tensor | None = None,
+        part_attributes: Tensor | None = None,
+        timer: Timer = _untimed,
+    ) -> dict[str, Explanation]:
+        """Explain and measure one batch; returns each method's :class:`Explanation`.
+
+        ``x [B, 3, H, W]`` normalised, ``labels [B]``; ``part_masks [B, P, H, W]`` bool and
+        ``part_attributes [C, P]`` long where the data has parts. ``net`` is used as given (eval
+        mode, its forwards in the caller's precision). ``timer(part)`` is a context manager
+        around each part of the work (``PARTS``); the benchmarks time with it.
+        """
+        self.seen.update(labels)
+        with_parts = self.localization and part_masks is not None
+        if with_parts and part_attributes is None:
+            raise ConfigError("EvaluationStep.update: part_masks given without part_attributes "
+                              "[C, P] (each class's attribute of each part)")
+        out: dict[str, Explanation] = {}
+        for method in self.methods:
+            with timer("explain"):
+                res = explain(net, x, method=method, layer=self.layer, topk=self.topk,
+                              contrasts=self.contrasts, reshape=self.reshape)
+            out[method] = res
+            with timer("masking"):
+                self.perturbation[method].update(net, x, res.maps, res.targets, res.logits)
+            if with_parts:
+                with timer("localisation"):
+                    self.parts[method].update(res.maps, res.targets, res.logits, part_masks,
+                                              part_attributes)
+                self._parts_used = True
+        if self.gradient_sign is not None:
+            with timer("gradient_sign"), torch.enable_grad():
+                self.gradient_sign.update(net, x, labels)
+        return out
+
+    def _parts_used_anywhere(self, device: torch.device) -> bool:
+        if not self.parts:
+            return False
+        # compute() is a collective under DDP: every rank must agree on whether to call it
+        flag = torch.tensor(float(self._parts_used))
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            flag = flag.to(device)
+            torch.distributed.all_reduce(flag)
+        return bool(flag > 0)
+
+    def compute(self) -> dict[str, float]:
+        """Every metric's values (reduced across DDP ranks: call it on every rank, in the same
+        order) as ``{result key: value}``, keys sorted."""
+        device = self.seen.count.device
+        values: dict[str, Tensor] = {str(ResultKey("num_samples")): self.seen.compute()}
+        for method in self.methods:
+            values.update(self.perturbation[method].compute())
+        self.parts_computed = self._parts_used_anywhere(device)
+        if self.parts_computed:
+            for method in self.methods:
+                values.update(self.parts[method].compute())
+        if self.gradient_sign is not None:
+            values.update(self.gradient_sign.compute())
+        return {k: float(v.detach().cpu()) for k, v in sorted(values.items())}
+
+    def reset(self) -> None:
+        """Empty every metric for the next run."""
+        for metric in self.modules():
+            if isinstance(metric, Metric):
+                metric.reset()
+        self._parts_used = False

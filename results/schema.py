@@ -1,0 +1,366 @@
+"""The result schema: every ``eval/...`` key whynot writes, in one place.
+
+A key names a quantity and its coordinates on the protocol's axes::
+
+    eval/<relprob|prob|prob_drop>/<method>/<t>/<baseline>/<mode>/<masking>/<contrast>
+    eval/<clean_relprob|clean_prob>/<method>/<t>                            clean images
+    eval/count/<method>                                                     samples in the tables
+    eval/<delta_acc|delta_logit|delta_prob>/gradient/<contrast>/n<k>        gradient sign (Fig. 3)
+    eval/<clean_acc|clean_logit|clean_prob>/gradient, eval/count/gradient
+    eval/<differ_share|shared_share|pointing_differ|pointing_shared>/<method>/<t>/<contrast>
+    eval/count/<method>/<t>                                                 localisation samples
+    eval/num_samples                                                        test images seen
+
+:class:`ResultKey` formats and parses them; :data:`QUANTITIES` says which axes each quantity has
+(a quantity name may come in two shapes, told apart by the number of coordinates, as
+``clean_prob/<method>/<t>`` and ``clean_prob/gradient``); :data:`AXES` holds the allowed values of
+each axis in the paper's order and their titles in tables; :data:`TABLES` says how the one-run
+tables show the quantities. Adding a quantity means declaring it here and producing it in its
+metric: the report, console, W&B and sweep tables read this module.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from errors import ConfigError
+from explainers.contrasts import CONTRASTS
+
+# Changes whenever the protocol changes, so that results of different protocols are never mixed
+# silently (run.json carries it, the sweep tables keep one version).
+PROTOCOL_VERSION = 1
+PREFIX = "eval"
+# The pseudo-method of the gradient-sign experiment's keys (it explains the input's gradient).
+GRADIENT_SIGN = "gradient"
+
+RANKS = ("t1", "t2")
+BASELINES = ("blur", "zeros", "mean")
+MODES = ("pos", "neg")
+MASKINGS = ("threshold", "equal")
+GRADIENT_SIGN_SCORES = ("acc", "logit", "prob")
+# The pair every comparison of the paper is about: the ordinary map against the weighted contrast.
+PAPER_CONTRASTS = ("original", "weighted")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One coordinate of a key: its allowed values (None: any name) in table order, and titles."""
+
+    name: str
+    values: tuple[str, ...] | None
+    titles: Mapping[str, str]
+    description: str
+
+    def title(self, value: str) -> str:
+        """How tables head a column of ``value`` (``"blur"`` -> ``"GaussBlur"``)."""
+        return self.titles.get(value, value)
+
+    def order(self, found: Iterable[str]) -> list[str]:
+        """``found`` without repeats, in the axis's order (unknown values last, by name)."""
+        known = self.values or tuple(self.titles)
+        rank = {v: i for i, v in enumerate(known)}
+        return sorted(dict.fromkeys(found), key=lambda v: (rank.get(v, len(rank)), _natural(v)))
+
+    def check(self, value: str) -> None:
+        """A ValueError naming the allowed values unless ``value`` is one of them."""
+        if not value or "/" in value:
+            raise ConfigError(f"{self.name} {value!r}: a result key part is a non-empty name "
+                              "without '/'")
+        if self.values is not None and value not in self.values:
+            raise ConfigError(f"{self.name} {value!r}: choose from {self.values}")
+
+
+def _natural(value: str) -> tuple[object, ...]:
+    """``"n10"`` after ``"n2"``: digits compare as numbers."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", value))
+
+
+METHOD_TITLES = {"linear_approx": "LA", "gradcam": "GC", "xgradcam": "XGC", "gradcam++": "GC++",
+                 "gradient": "Grad", "input_x_gradient": "IxG", "integrated_gradients": "IG"}
+AXES: dict[str, Axis] = {
+    "method": Axis("method", None, METHOD_TITLES,
+                   "explanation method (explainers.METHODS); 'gradient' for the gradient-sign "
+                   "experiment"),
+    "t": Axis("t", RANKS, {}, "target rank: t1, t2 = the top-2 predictions of the clean image"),
+    "baseline": Axis("baseline", BASELINES, {"blur": "GaussBlur", "zeros": "Zeros",
+                                             "mean": "ChMean"},
+                     "what replaces removed pixels: Gaussian blur, zeros, the channel mean"),
+    "mode": Axis("mode", MODES, {"pos": "Pos", "neg": "Neg"},
+                 "which region is kept: the map's positive (pos) or negative (neg) pixels"),
+    "masking": Axis("masking", MASKINGS, {},
+                    "threshold: the sign of the map; equal: the same pixel count for every "
+                    "contrast"),
+    "contrast": Axis("contrast", CONTRASTS, {"original": "ori", "weighted": "wtd"},
+                     "explained output: original y_t, weighted contrast, mean, max"),
+    "steps": Axis("steps", None, {}, "gradient-sign steps n (written n<k>)"),
+}
+KEY_AXES = tuple(AXES)  # the order coordinates take in a key
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A reported quantity: its name, its axes (in key order) and how it reads."""
+
+    name: str
+    axes: tuple[str, ...]
+    title: str
+    description: str
+    higher_is_better: bool | None = None
+
+    @property
+    def shape(self) -> tuple[str, int]:
+        """``(name, number of coordinates)``: unique over :data:`QUANTITIES`."""
+        return self.name, len(self.axes)
+
+
+_PERTURBED = ("method", "t", "baseline", "mode", "masking", "contrast")
+_LOCALISED = ("method", "t", "contrast")
+QUANTITIES: tuple[Quantity, ...] = (
+    Quantity("num_samples", (), "test images", "test images evaluated (all ranks)"),
+    Quantity("relprob", _PERTURBED, "r_t",
+             "relative probability exp(y_t) / (exp(y_t1) + exp(y_t2)) of the perturbed image, "
+             "the paper's number (Pos: higher is better; Neg: lower)"),
+    Quantity("prob", _PERTURBED, "p_t", "softmax probability of t on the perturbed image"),
+    Quantity("prob_drop", _PERTURBED, "p_t drop",
+             "clean p_t minus perturbed p_t"),
+    Quantity("clean_relprob", ("method", "t"), "r_t",
+             "relative probability of t on the clean image (the tables' p_t column)"),
+    Quantity("clean_prob", ("method", "t"), "p_t", "softmax probability of t on the clean image"),
+    Quantity("count", ("method",), "n",
+             "samples that pass the p_t2 threshold and enter the perturbation tables; for "
+             "method 'gradient', the gradient-sign experiment's samples"),
+    *(Quantity(f"delta_{s}", ("method", "contrast", "steps"), f"delta_{s}",
+               f"perturbed minus clean {name} after n gradient-sign steps", True)
+      for s, name in zip(GRADIENT_SIGN_SCORES, ("top-1 accuracy", "logit y_t", "softmax p_t"),
+                         strict=True)),
+    *(Quantity(f"clean_{s}", ("method",), f"clean {s}",
+               f"{name} of the clean images in the gradient-sign experiment")
+      for s, name in zip(GRADIENT_SIGN_SCORES, ("top-1 accuracy", "logit y_t", "softmax p_t"),
+                         strict=True)),
+    Quantity("differ_share", _LOCALISED, "differ",
+             "share of the map's positive mass inside the parts where t1 and t2 differ", True),
+    Quantity("shared_share", _LOCALISED, "shared",
+             "share of the map's positive mass inside the parts t1 and t2 share", False),
+    Quantity("pointing_differ", _LOCALISED, "differ",
+             "share of samples whose map maximum lies in a part where t1 and t2 differ", True),
+    Quantity("pointing_shared", _LOCALISED, "shared",
+             "share of samples whose map maximum lies in a part t1 and t2 share", False),
+    Quantity("count", ("method", "t"), "n",
+             "samples that pass the p_t2 threshold and enter the localisation tables"),
+)
+_BY_SHAPE: dict[tuple[str, int], Quantity] = {q.shape: q for q in QUANTITIES}
+assert len(_BY_SHAPE) == len(QUANTITIES), "two quantities with one name and one shape"
+
+
+def quantity(name: str, axes: int | None = None) -> Quantity:
+    """The declared quantity ``name`` (with ``axes`` coordinates where the name has two shapes)."""
+    found = [q for q in QUANTITIES if q.name == name and axes in (None, len(q.axes))]
+    if not found:
+        raise ConfigError(f"{name!r} is not a result quantity "
+                          f"(results.schema.QUANTITIES: {sorted({q.name for q in QUANTITIES})})")
+    return found[0]
+
+
+@dataclass(frozen=True)
+class ResultKey:
+    """One ``eval/...`` key: a quantity and its coordinates (None where it has no such axis).
+
+    ``str(key)`` formats it; :meth:`parse` reads it back. Building a key checks the coordinates
+    against the quantity's axes and each axis's allowed values.
+    """
+
+    quantity: str
+    method: str | None = None
+    t: str | None = None
+    baseline: str | None = None
+    mode: str | None = None
+    masking: str | None = None
+    contrast: str | None = None
+    steps: int | None = None
+
+    def __post_init__(self) -> None:
+        given = tuple(a for a in KEY_AXES if getattr(self, a) is not None)
+        spec = _BY_SHAPE.get((self.quantity, len(given)))
+        if spec is None or spec.axes != given:
+            shapes = [q.axes for q in QUANTITIES if q.name == self.quantity]
+            raise ConfigError(f"result key {self.quantity!r} with {given}: the quantity takes "
+                              f"{' or '.join(map(str, shapes)) or 'nothing (unknown quantity)'}")
+        for axis in given:
+            if axis == "steps":
+                if not isinstance(self.steps, int) or self.steps < 1:
+                    raise ConfigError(f"steps {self.steps!r}: a positive integer")
+            else:
+                AXES[axis].check(getattr(self, axis))
+
+    @property
+    def spec(self) -> Quantity:
+        """The declared quantity this key belongs to."""
+        return _BY_SHAPE[(self.quantity, sum(getattr(self, a) is not None for a in KEY_AXES))]
+
+    def coordinates(self) -> dict[str, str | int]:
+        """``{axis: value}`` of the axes this key has, in key order."""
+        return {a: getattr(self, a) for a in self.spec.axes}
+
+    def part(self, axis: str) -> str:
+        """The key's text for ``axis`` (steps as ``n<k>``)."""
+        value = getattr(self, axis)
+        return f"n{value}" if axis == "steps" else str(value)
+
+    def __str__(self) -> str:
+        return "/".join((PREFIX, self.quantity, *(self.part(a) for a in self.spec.axes)))
+
+    def with_(self, **changes: str | int | None) -> ResultKey:
+        """A copy with some coordinates changed."""
+        return replace(self, **changes)
+
+    @classmethod
+    def parse(cls, key: str) -> ResultKey:
+        """The key of ``"eval/..."``; a ValueError says why a string is not one."""
+        parts = key.split("/")
+        if len(parts) < 2 or parts[0] != PREFIX:
+            raise ConfigError(f"{key!r} is not a result key: it must start with '{PREFIX}/'")
+        name, values = parts[1], parts[2:]
+        spec = _BY_SHAPE.get((name, len(values)))
+        if spec is None:
+            raise ConfigError(f"{key!r} is not a result key: no quantity {name!r} with "
+                              f"{len(values)} coordinates")
+        coords: dict[str, str | int] = dict(zip(spec.axes, values, strict=True))
+        if "steps" in coords:
+            text = str(coords["steps"])
+            if not re.fullmatch(r"n[1-9]\d*", text):
+                raise ConfigError(f"{key!r} is not a result key: steps {text!r} is not n<k>")
+            coords["steps"] = int(text[1:])
+        return cls(name, **coords)  # type: ignore[arg-type]
+
+    @classmethod
+    def try_parse(cls, key: str) -> ResultKey | None:
+        """:meth:`parse`, or None for a string that is not a result key."""
+        try:
+            return cls.parse(key)
+        except ValueError:
+            return None
+
+
+def media_key(kind: str, name: str) -> str:
+    """The W&B key of a run's table or figure: ``eval/table/<name>``, ``eval/heatmaps/<method>``.
+
+    Not a result (no number): these keys never reach results.json, and :meth:`ResultKey.parse`
+    refuses them.
+    """
+    return f"{PREFIX}/{kind}/{name}"
+
+
+def parse_results(results: Mapping[str, float]) -> dict[ResultKey, float]:
+    """The result keys of a flat results dict (other keys, such as a logger's, are left out)."""
+    out = {}
+    for text, value in results.items():
+        key = ResultKey.try_parse(text)
+        if key is not None:
+            out[key] = value
+    return out
+
+
+def axis_values(keys: Iterable[ResultKey], axis: str, **where: str | None) -> list[str]:
+    """The values of ``axis`` among ``keys`` whose coordinates match ``where``, in axis order.
+
+    ``where`` may name ``quantity`` too: ``axis_values(keys, "masking", quantity="relprob")``.
+    """
+    found = []
+    for key in keys:
+        if all(getattr(key, k) == v for k, v in where.items()) and getattr(key, axis) is not None:
+            found.append(key.part(axis))
+    return AXES[axis].order(found) if axis in AXES else sorted(set(found))
+
+
+# --------------------------------------------------------------------------- one-run tables
+@dataclass(frozen=True)
+class TableSpec:
+    """How one kind of one-run table shows some quantities (console, report.md, W&B).
+
+    One table per combination of the ``split`` axes; rows are the combinations of ``rows`` that
+    have values; columns the combinations of ``quantities`` x ``columns`` (column groups: the
+    first column coordinate). ``lead``: a quantity with the row axes shown as an extra first
+    value column (the paper's clean p_t). ``contrasts``: the contrasts shown when present
+    (others are left out of this table, not of results.json).
+    """
+
+    name: str
+    title: str  # str.format with the split axes' values
+    heading: str  # report.md's section title, str.format like ``title``
+    text: str  # report.md's explanation under the heading
+    quantities: tuple[str, ...]
+    rows: tuple[str, ...]
+    columns: tuple[str, ...]
+    split: tuple[str, ...] = ()
+    lead: tuple[str, str] | None = None  # (quantity, column title)
+    contrasts: tuple[str, ...] | None = None
+    row_titles: bool = True  # method rows as GC / LA; False: the values as they are
+    fixed: tuple[str, ...] = ()  # axes with a single value in this table, not shown
+
+
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        "perturbation", "r_t on perturbed images, {masking} masking",
+        "Relative probability r_t, {masking} masking",
+        "p_t: clean relative probability; Pos: higher is better; Neg: lower is better.",
+        quantities=("relprob",), rows=("method", "t"), columns=("baseline", "mode", "contrast"),
+        split=("masking",), lead=("clean_relprob", "p_t"), contrasts=PAPER_CONTRASTS),
+    TableSpec(
+        "gradient_sign", "gradient sign (Fig. 3): perturbed - clean",
+        "Gradient-sign perturbation (Figure 3)",
+        "Perturbed minus clean, per contrast of the gradient and number of steps.",
+        quantities=("delta_acc", "delta_logit", "delta_prob"), rows=("contrast",),
+        columns=("steps",), row_titles=False, fixed=("method",)),
+    TableSpec(
+        "localisation", "part localisation: share of positive mass",
+        "Part localisation (share of positive map mass)",
+        "Share of each map's positive mass (upsampled to the image) inside the parts in which "
+        "t1 and t2 differ (differ) and inside the parts they have in common (shared); the rest "
+        "lies outside the annotated parts. A class-contrastive map should raise differ and "
+        "lower shared.",
+        quantities=("differ_share", "shared_share"), rows=("method", "t"),
+        columns=("contrast",)),
+    TableSpec(
+        "pointing", "pointing game: map maximum in", "Pointing game (share of samples)",
+        "Share of samples whose map maximum lies in a part in which t1 and t2 differ (differ) "
+        "or in a part they share (shared); the rest point outside the annotated parts.",
+        quantities=("pointing_differ", "pointing_shared"), rows=("method", "t"),
+        columns=("contrast",)),
+)
+# Quantities that are in results.json and W&B but in no one-run table (with the reason).
+UNTABULATED: dict[str, str] = {
+    "num_samples": "a sentence of report.md",
+    "prob": "results.json only: the paper's tables report r_t",
+    "prob_drop": "results.json only: the paper's tables report r_t",
+    "clean_relprob": "the perturbation tables' p_t column",
+    "clean_prob": "results.json only",
+    "count": "sentences of report.md",
+    "clean_acc": "a line under the gradient-sign table",
+    "clean_logit": "a line under the gradient-sign table",
+}
+
+
+def _every_quantity_has_a_place() -> None:
+    tabulated = {q for t in TABLES for q in t.quantities}
+    loose = {q.name for q in QUANTITIES} - tabulated - set(UNTABULATED)
+    assert not loose, f"quantities with no table and no reason in UNTABULATED: {loose}"
+    for spec in TABLES:
+        for name in spec.quantities:
+            axes = set(quantity(name).axes)
+            assert axes == {*spec.rows, *spec.columns, *spec.split, *spec.fixed}, (spec.name, name)
+
+
+_every_quantity_has_a_place()
+
+
+def check_values(axis: str, values: Iterable[str]) -> tuple[str, ...]:
+    """``values`` as a tuple: distinct, non-empty, each allowed on ``axis`` (else a ValueError
+    that names the allowed values)."""
+    values = tuple(values)
+    allowed = AXES[axis].values
+    if (not values or len(set(values)) != len(values)
+            or (allowed is not None and any(v not in allowed for v in values))):
+        raise ConfigError(f"{axis}s={values!r}: give distinct values from {allowed}")
+    return values
