@@ -1,10 +1,16 @@
-"""Every `python train.py ...` / `python evaluate.py ...` command of the README runs as printed.
+"""The documentation works as printed: README.md and every page of docs/.
 
-The commands are read from the README's bash blocks; only placeholders are substituted (`/data/...`
--> a miniature copy of the data set, `PATH` -> a checkpoint). Commands for GPUs or several nodes
+Every `python train.py ...` / `python evaluate.py ...` command in a ```bash block of README.md or
+of a `docs/*.md` page runs as printed; only placeholders are substituted (`/data/...` -> a
+miniature copy of the data set, `PATH` -> a checkpoint). Commands for GPUs or several nodes
 (`configs/trainer/ddp.yaml`, torchrun, srun) are parsed (`--print_config`); every other one runs
-for real, shrunk by appended size options (tiny_vgg, 32 px, one epoch, steps [1]), in README
-order except that the fits run first (the later commands read their checkpoints).
+for real, shrunk by appended size options (tiny_vgg, 32 px, one epoch, steps [1]), in document
+order (README first, then the pages by name) except that the fits run first (the later commands
+read their checkpoints); a command printed on several pages runs once.
+
+Beside them: `make demo` runs the README's demo commands, the README's Python example runs,
+README.md stays a front page (at most 12 KB), and every relative link resolves (files exist,
+`#anchors` match a heading of the linked page).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from tests.dataset_layouts import make_cub
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
+README_MAX_BYTES = 12_000
 SCRIPTS = ("train.py", "evaluate.py")
 MULTI_DEVICE = ("configs/trainer/ddp.yaml", "torchrun", "srun")
 SHRINK = ["--model.backbone", "tiny_vgg", "--model.pretrained", "null",
@@ -29,6 +37,11 @@ SHRINK = ["--model.backbone", "tiny_vgg", "--model.pretrained", "null",
 SHRINK_SYNTHETIC = ["--data.num_train", "40", "--data.num_test", "6"]
 SHRINK_EVALUATION = ["--evaluation.steps", "[1]", "--evaluation.threshold", "null",
                      "--evaluation.num_figures", "1"]
+
+FENCE = re.compile(r"^```.*?^```[ \t]*$", flags=re.S | re.M)
+INLINE_CODE = re.compile(r"`[^`]*`")
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", flags=re.M)
 
 
 def readme_commands(text: str) -> list[tuple[list[str], bool]]:
@@ -44,6 +57,12 @@ def readme_commands(text: str) -> list[tuple[list[str], bool]]:
     return commands
 
 
+def documented_commands() -> list[tuple[list[str], bool, str]]:
+    """``(argv, multi_device, page)`` for every command of README.md and docs/*.md, in order."""
+    return [(argv, multi, doc.relative_to(ROOT).as_posix())
+            for doc in DOCS for argv, multi in readme_commands(doc.read_text())]
+
+
 def _substitute(argv: list[str], data: Path, ckpt: Path) -> list[str]:
     out = []
     for token in argv:
@@ -55,12 +74,12 @@ def _substitute(argv: list[str], data: Path, ckpt: Path) -> list[str]:
     return out
 
 
-def test_readme_has_the_commands_it_promises() -> None:
-    commands = readme_commands(README.read_text())
-    scripts = {(argv[0], argv[1] if argv[0] == "train.py" else "") for argv, _ in commands}
+def test_docs_have_the_commands_they_promise() -> None:
+    commands = documented_commands()
+    scripts = {(argv[0], argv[1] if argv[0] == "train.py" else "") for argv, _, _ in commands}
     assert {("train.py", "fit"), ("train.py", "validate"), ("train.py", "test"),
             ("evaluate.py", "")} <= scripts
-    assert any(multi for _, multi in commands) and sum(not m for _, m in commands) >= 6
+    assert any(multi for _, multi, _ in commands) and sum(not m for _, m, _ in commands) >= 6
 
 
 def test_makefile_demo_runs_the_readme_demo() -> None:
@@ -72,6 +91,75 @@ def test_makefile_demo_runs_the_readme_demo() -> None:
     make_cmds = [shlex.split(x.replace("$(PY)", "python"))[1:] for x in recipe.splitlines() if x]
     demo = README.read_text().split("## The demo", 1)[1].split("\n## ", 1)[0]
     assert make_cmds == [argv for argv, _ in readme_commands(demo)]
+
+
+def test_readme_is_a_front_page() -> None:
+    """README.md stays short: at most 12 KB (`wc -c`); the rest lives in docs/."""
+    size = len(README.read_bytes())
+    assert size <= README_MAX_BYTES, f"README.md is {size} bytes; move detail into docs/*.md"
+
+
+def test_readme_python_example_runs() -> None:
+    """The README's Python example runs from the repository root and its shape comments hold."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks, "README.md has no ```python example"
+    namespace: dict[str, object] = {}
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), namespace)
+    res = namespace["res"]
+    assert tuple(res.targets.shape) == (2, 2)
+    for contrast in ("original", "weighted", "mean", "max"):
+        assert tuple(res.maps[contrast].shape) == (2, 2, 14, 14), contrast
+
+
+def github_anchor(heading: str) -> str:
+    """The `#anchor` GitHub gives a heading: inline markup and punctuation dropped, lower case,
+    spaces to hyphens (`## §2.3 Pos and Neg features` -> `23-pos-and-neg-features`)."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link keeps its text
+    text = re.sub(r"[^\w\- ]", "", text.strip().lower())
+    return text.replace(" ", "-")
+
+
+def heading_anchors(path: Path) -> set[str]:
+    """Every heading anchor of a markdown file (repeats get -1, -2, ... as on GitHub)."""
+    seen: dict[str, int] = {}
+    anchors = set()
+    for _, heading in HEADING.findall(FENCE.sub("", path.read_text())):
+        anchor = github_anchor(heading)
+        if anchor in seen:
+            seen[anchor] += 1
+            anchor = f"{anchor}-{seen[anchor]}"
+        else:
+            seen[anchor] = 0
+        anchors.add(anchor)
+    return anchors
+
+
+def relative_links(path: Path) -> list[str]:
+    """Link targets of a markdown file outside code, without web and mail addresses."""
+    text = INLINE_CODE.sub("", FENCE.sub("", path.read_text()))
+    return [t for t in LINK.findall(text) if not re.match(r"[a-z][a-z0-9+.-]*:", t, flags=re.I)]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_relative_links_resolve(doc: Path) -> None:
+    """Every relative link names an existing file; every `#anchor` into a .md file, a heading."""
+    broken = []
+    for target in relative_links(doc):
+        file_part, _, anchor = target.partition("#")
+        linked = (doc.parent / file_part).resolve() if file_part else doc
+        if not linked.exists():
+            broken.append(f"{target}: no file {linked}")
+        elif anchor and linked.suffix == ".md" and anchor not in heading_anchors(linked):
+            broken.append(f"{target}: no heading with anchor #{anchor} in {linked.name}")
+    assert not broken, f"{doc.relative_to(ROOT)}: " + "; ".join(broken)
+
+
+def test_docs_link_every_page_from_the_readme() -> None:
+    """A reader finds every docs page from the README."""
+    linked = {(README.parent / t.partition("#")[0]).resolve() for t in relative_links(README)}
+    pages = set(DOCS[1:])
+    assert pages <= linked, f"not linked from README.md: {sorted(p.name for p in pages - linked)}"
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -88,7 +176,7 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return capsys.readouterr().out
 
 
-def test_readme_commands_run_as_printed(
+def test_documented_commands_run_as_printed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_NAME", "WANDB_RUN_GROUP", "WANDB_JOB_TYPE",
@@ -97,16 +185,19 @@ def test_readme_commands_run_as_printed(
     monkeypatch.setenv("HOME", str(tmp_path))  # no W&B login: offline
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "configs").symlink_to(ROOT / "configs")  # the README's relative config paths
+    (tmp_path / "configs").symlink_to(ROOT / "configs")  # the docs' relative config paths
     make_cub(tmp_path / "data")
     ckpt = tmp_path / "outputs" / "cub200_vgg16_bn" / "checkpoints" / "last.ckpt"
-    commands = [(_substitute(argv, tmp_path / "data", ckpt), multi)
-                for argv, multi in readme_commands(README.read_text())]
-    fits_first = sorted(commands, key=lambda c: not (c[0][0] == "train.py" and c[0][1] == "fit"))
-    for argv, multi in fits_first:
+    commands: dict[tuple[str, ...], tuple[bool, str]] = {}  # first page that prints it
+    for argv, multi, page in documented_commands():
+        commands.setdefault(tuple(_substitute(argv, tmp_path / "data", ckpt)), (multi, page))
+    fits_first = sorted(commands.items(), key=lambda c: c[0][:2] != ("train.py", "fit"))
+    for command, (multi, page) in fits_first:
+        argv = list(command)
+        where = f"{page}: {shlex.join(argv)}"
         if multi:  # GPUs / nodes: the command must parse, with its own devices and strategy
             printed = yaml.safe_load(_run([*argv, "--print_config"], capsys))
-            assert printed["trainer"]["strategy"] == "ddp", shlex.join(argv)
+            assert printed["trainer"]["strategy"] == "ddp", where
             continue
         synthetic = "configs/synthetic.yaml" in argv
         shrink = [*SHRINK, *(SHRINK_SYNTHETIC if synthetic else [])]
@@ -117,9 +208,9 @@ def test_readme_commands_run_as_printed(
         before = set((experiment / stage).glob("version_*"))
         out = _run([*argv, *shrink], capsys)
         (run,) = set((experiment / stage).glob("version_*")) - before
-        assert f"{argv[0]} {'' if stage == 'evaluate' else stage + ' '}finished" in out
+        assert f"{argv[0]} {'' if stage == 'evaluate' else stage + ' '}finished" in out, where
         wrote = {"fit": "metrics.csv", "validate": "metrics.csv", "test": "metrics.csv",
                  "evaluate": "results.json"}[stage]
-        assert (run / wrote).is_file() and (run / "config.yaml").is_file(), shlex.join(argv)
+        assert (run / wrote).is_file() and (run / "config.yaml").is_file(), where
         if stage == "fit":
-            assert (experiment / "checkpoints" / "last.ckpt").is_file()
+            assert (experiment / "checkpoints" / "last.ckpt").is_file(), where
