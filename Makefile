@@ -29,12 +29,15 @@ $(STAMP):
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# The fast suite (under 2 minutes of pytest on 2 cores) with its 15 slowest tests; test-all adds
+# the tests marked slow (more multi-process runs, the real sweep, every precision).
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -q --durations=15 $(PYTEST_ARGS)
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 # The main job on the built-in synthetic data: fine-tune tiny_vgg, then evaluate the last
 # checkpoint with the full protocol. Everything lands in outputs/synthetic/ (checkpoints/,

@@ -95,7 +95,8 @@ def _official_maps(model: nn.Module, x: Tensor, targets: Tensor) -> dict[str, Te
     ones p_t (``softmax=True``), w.r.t. that stored tensor. The official LA averages over the
     channels, whynot sums (TorchRay's definition): the reference sums. The weighted maps are
     divided by p_t (1 - p_t), the factor by which explaining p_t differs from the weighted
-    contrast (SPEC §1.4) and which whynot's ``weighted`` omits. Returns ``[B, k, h, w]`` maps.
+    contrast (docs/protocol.md §1.4) and which whynot's ``weighted`` omits. Returns
+    ``[B, k, h, w]`` maps.
     """
     stored: list[Tensor] = []
     handle = model.features[10].register_forward_hook(lambda _m, _i, out: stored.append(out))

@@ -10,15 +10,15 @@ from benchmarks import evaluate_speed
 
 
 def test_evaluate_speed_counts_and_splits_the_protocol() -> None:
-    result = evaluate_speed.run(quick=True, images=8, repeats=1)
+    result = evaluate_speed.run(quick=True, images=4, repeats=1)
     # 2 methods x 48 perturbed images (3 baselines x pos/neg x 2 maskings x 2 contrasts x t1/t2)
-    assert result["n_perturbed"] == 8 * 2 * 48
-    assert result["n_images"] == 8 and result["repeats"] == 1
+    assert result["n_perturbed"] == 4 * 2 * 48
+    assert result["n_images"] == 4 and result["repeats"] == 1
     parts = result["explain_s"] + result["model_s"] + result["compose_s"]
     assert math.isclose(parts, result["protocol_s"], rel_tol=1e-9)
     assert 0 < result["model_s"] < result["protocol_s"]
     assert result["efficiency"] == pytest.approx(result["forward_s"] / result["protocol_s"])
-    assert result["images_per_s"] == pytest.approx(8 / result["protocol_s"])
+    assert result["images_per_s"] == pytest.approx(4 / result["protocol_s"])
 
 
 def test_evaluate_speed_rejects_a_partial_batch() -> None:
@@ -26,15 +26,22 @@ def test_evaluate_speed_rejects_a_partial_batch() -> None:
         evaluate_speed.run(quick=True, images=12, repeats=1)
 
 
-def test_whole_evaluation_accounts_every_part_and_its_floor() -> None:
+def test_whole_evaluation_accounts_every_part_and_its_floor(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     from benchmarks import whole_evaluation as we
+    from callbacks.evaluation_step import PARTS, EvaluationStep
 
+    calls = []
+    update = EvaluationStep.update
+    monkeypatch.setattr(EvaluationStep, "update",
+                        lambda self, *a, **k: calls.append(1) or update(self, *a, **k))
     r = we.run(quick=True, images=1, batch=1, repeats=1)
+    assert len(calls) == 2  # the callback's own step: the warm-up pass and the timed pass
     # masking: 2 methods x 48 perturbed images; gradient sign (n = 1, 2, 10, 4 contrasts):
     # 1 + 4 * (1 + 9) = 41 distinct points and 4 * 3 final points per image
     assert r["n_perturbed"] == 2 * 48
     assert r["n_gs_points"] == 41 and r["n_gs_final"] == 12
-    parts = sum(r[f"{p}_s"] for p in we.PARTS)
+    parts = sum(r[f"{p}_s"] for p in PARTS)
     assert math.isclose(parts, r["total_s"], rel_tol=1e-9)
     floors = r["floor_masking_s"] + r["floor_gradient_sign_s"]
     assert r["efficiency"] == pytest.approx(floors / r["total_s"])

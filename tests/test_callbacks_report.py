@@ -1,4 +1,5 @@
-"""Report writers over a flat results dict, heat-map grids, and the inference-mode guard."""
+"""One run's tables and report.md over a flat results dict, heat-map grids, and the callback's
+inference-mode guard and argument checks."""
 
 from __future__ import annotations
 
@@ -14,24 +15,31 @@ from PIL import Image
 from rich.console import Console
 from torch.utils.data import DataLoader, TensorDataset
 
-from callbacks.contrastive_evaluation import ContrastiveEvaluation, prefix_keys
+from callbacks.contrastive_evaluation import ContrastiveEvaluation
 from results.figures import CELL_INCH, DPI, denormalise, heatmap_grid_png, map_title
-from results.report import (
-    atomic_write_text,
-    console_tables,
-    count_sentences,
-    gradient_sign_rows,
-    localization_rows,
-    paper_table_rows,
-    pointing_rows,
-    render_report,
-    rich_paper_tables,
-    settings_lines,
-    table_width,
-    write_results_json,
-)
+from results.files import atomic_write_text, write_results_json
+from results.report import count_sentences, render_report, settings_lines
+from results.run_tables import console_tables, spec_tables, table_spec
+from results.tables import rich_tables, table_width
 
 BASELINES = ("blur", "zeros", "mean")
+
+
+def _table(results: dict[str, float], spec: str, name: str | None = None
+           ) -> tuple[list[str], list[list[str]]]:
+    """Header and cell texts of one run table (``name``: the split value, e.g. the masking)."""
+    tables = spec_tables(table_spec(spec), results)
+    table = next(t for t in tables if name is None or t.name == name)
+    return table.header, table.texts()
+
+
+def paper_table_rows(results: dict[str, float], masking: str) -> tuple[list[str], list[list[str]]]:
+    return _table(results, "perturbation", masking)
+
+
+def rich_paper_tables(results: dict[str, float], width: int = 120) -> list[object]:
+    return [r for t in spec_tables(table_spec("perturbation"), results)
+            for r in rich_tables(t, width)]
 
 
 def _results() -> dict[str, float]:
@@ -79,7 +87,8 @@ def _wide_results() -> dict[str, float]:
 
 
 def test_paper_table_layout_matches_spec() -> None:
-    """Rows method x t; columns p_t | per baseline Pos ori, wtd | Neg ori, wtd (SPEC §2.6)."""
+    """Rows method x t; columns p_t | per baseline Pos ori, wtd | Neg ori, wtd (docs/protocol.md
+    §2.6)."""
     res = _results()
     header, rows = paper_table_rows(res, "equal")
     assert header[:3] == ["method", "t", "p_t"]
@@ -87,9 +96,12 @@ def test_paper_table_layout_matches_spec() -> None:
         "GaussBlur Pos ori", "GaussBlur Pos wtd", "GaussBlur Neg ori", "GaussBlur Neg wtd"
     ]
     assert header[-1] == "ChMean Neg wtd" and len(header) == 3 + 3 * 4
-    assert [r[:2] for r in rows] == [["GC", "t1"], ["GC", "t2"], ["LA", "t1"], ["LA", "t2"]]
+    # the paper's row order (LA, GC), whatever order the keys come in
+    assert [r[:2] for r in rows] == [["LA", "t1"], ["LA", "t2"], ["GC", "t1"], ["GC", "t2"]]
     # LA t2, Zeros Neg wtd, equal masking: 0.5 + 0.25 + 0.1 + 0.01 + 0.002 + 0.001
-    assert rows[3][header.index("Zeros Neg wtd")] == f"{0.863:.3f}"
+    assert rows[1][header.index("Zeros Neg wtd")] == f"{0.863:.3f}"
+    # GC t1, GaussBlur Pos ori, threshold masking: 0
+    assert paper_table_rows(res, "threshold")[1][2][3] == "0.000"
     assert rows[1][2] == "0.300"
 
 
@@ -106,20 +118,22 @@ def test_missing_cell_is_a_dash_not_a_crash() -> None:
     res = _results()
     del res["eval/relprob/gradcam/t1/blur/pos/threshold/original"]
     header, rows = paper_table_rows(res, "threshold")
-    assert rows[0][header.index("GaussBlur Pos ori")] == "—"
+    assert rows[2][:2] == ["GC", "t1"] and rows[2][header.index("GaussBlur Pos ori")] == "—"
 
 
 def test_gradient_sign_and_localisation_tables() -> None:
     res = _results()
-    header, rows = gradient_sign_rows(res)
-    assert header == ["contrast", "delta_acc/n1"]
-    assert dict((r[0], r[1]) for r in rows) == {"weighted": "-0.125", "original": "0.250"}
-    header, rows = localization_rows(res)
+    header, rows = _table(res, "gradient_sign")
+    assert header == ["contrast", "delta_acc n1"]
+    assert rows == [["original", "0.250"], ["weighted", "-0.125"]]
+    res["eval/differ_share/linear_approx/t1/weighted"] = 0.45  # LA differs from GC here only
+    header, rows = _table(res, "localisation")
     assert header == ["method", "t", "differ ori", "differ wtd", "shared ori", "shared wtd"]
-    assert rows[0] == ["GC", "t1", "0.200", "0.400", "0.600", "0.300"]
-    header, rows = pointing_rows(res)
+    assert rows == [["LA", "t1", "0.200", "0.450", "0.600", "0.300"],
+                    ["GC", "t1", "0.200", "0.400", "0.600", "0.300"]]
+    header, rows = _table(res, "pointing")
     assert header == ["method", "t", "differ ori", "differ wtd", "shared ori", "shared wtd"]
-    assert rows[1] == ["LA", "t1", "0.250", "0.500", "0.625", "0.125"]
+    assert rows[1] == ["GC", "t1", "0.250", "0.500", "0.625", "0.125"]
 
 
 def _render(table: object, width: int = 120) -> list[str]:
@@ -211,13 +225,6 @@ def test_atomic_writes_leave_no_temp_files(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "report.md").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
-def test_prefix_keys_puts_method_after_quantity() -> None:
-    v = torch.tensor(1.0)
-    out = prefix_keys({"relprob/t1/blur/pos/equal/weighted": v, "count": v, "count/t2": v}, "gc")
-    assert sorted(out) == ["eval/count/gc", "eval/count/gc/t2",
-                           "eval/relprob/gc/t1/blur/pos/equal/weighted"]
-
-
 def test_heatmap_grid_png_shape_and_denormalise() -> None:
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     raw = torch.rand(2, 3, 32, 32)
@@ -268,6 +275,6 @@ def test_bad_arguments_are_rejected() -> None:
 def test_gradient_sign_columns_in_step_order_from_sorted_json() -> None:
     res = {f"eval/delta_prob/gradient/weighted/n{k}": float(k) for k in (10, 2, 1)}
     res = dict(sorted(res.items()))  # what results.json gives back: n1, n10, n2
-    header, rows = gradient_sign_rows(res)
-    assert header == ["contrast", "delta_prob/n1", "delta_prob/n2", "delta_prob/n10"]
+    header, rows = _table(res, "gradient_sign")
+    assert header == ["contrast", "delta_prob n1", "delta_prob n2", "delta_prob n10"]
     assert rows == [["weighted", "1.000", "2.000", "10.000"]]

@@ -1,6 +1,6 @@
 """The console of the demo's two commands (shrunk) speaks to the user: none of the library chatter
-issue 13 lists, no colour codes in a pipe, the warnings a user can act on kept, and evaluation
-creates no checkpoint folder."""
+that used to appear on every run, no colour codes in a pipe, the warnings a user can act on kept,
+and evaluation creates no checkpoint folder."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = {"image_size": 32, "batch_size": 4, "num_workers": 0, "num_classes": 10,
@@ -33,6 +35,7 @@ def _run(tmp: Path, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
+@pytest.mark.slow  # two real processes (~1 min): make test-all
 def test_demo_console_has_no_library_chatter(tmp_path: Path) -> None:
     config = tmp_path / "synthetic_tiny.yaml"
     config.write_text(json.dumps({

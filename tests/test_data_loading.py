@@ -66,6 +66,7 @@ def test_sampler_shards_cover_the_set_and_depend_on_seed_and_epoch() -> None:
     assert sorted(i for _, i in EpochSampler(data, seed=6)) == data
 
 
+@pytest.mark.slow  # 2 workers from the fork server, which imports torch first
 def test_persistent_workers_resume_exactly() -> None:
     """Epoch 1 read on after epoch 0 (workers live on) == epoch 1 read by a fresh loader.
 

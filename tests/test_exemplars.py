@@ -8,14 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-from callbacks.exemplars import (
-    ExemplarBuffer,
+from callbacks.exemplars import ExemplarBuffer
+from results.figures import (
+    CELL_INCH,
+    DPI,
     differ_line,
     exemplar_caption,
     exemplar_figure_png,
     pick_exemplars,
 )
-from results.figures import CELL_INCH, DPI
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 C = 4
@@ -143,7 +144,7 @@ def test_per_batch_updates_never_sync_the_host() -> None:
     buf = ExemplarBuffer(2, 0.1, MEAN, STD)
     first = batches[0]
     buf.update(first["x"], first["labels"], first["targets"], first["probs"], first["maps"])
-    metric = PartLocalization().cuda()
+    metric = PartLocalization("gradcam", ).cuda()
     masks = torch.rand(5, 3, 16, 16, device="cuda") > 0.5
     attrs = torch.randint(0, 2, (C, 3), device="cuda")
     torch.cuda.synchronize()

@@ -278,8 +278,9 @@ def test_fp16_autocast_scales_rows_so_gradcam_pp_keeps_its_weighted_map(
     tiny_vgg: nn.Module, images: Tensor
 ) -> None:
     """gradcam++'s weighted row p_t (e_t - p) is tiny for a confident model. Rows built from fp16
-    logits gave 56 % error (issue 12); float32 rows cast to fp16 in the backward still 10 %; rows
-    scaled to ~1 by a power of two 3 %, the error every method has under fp16 autocast here."""
+    logits gave 56 % error (before the rows were scaled); float32 rows cast to fp16 in the
+    backward still 10 %; rows scaled to ~1 by a power of two 3 %, the error every method has
+    under fp16 autocast here."""
     model = Margin(tiny_vgg, 12.0)  # p_t2 ~ 1e-5: the row's entries are ~1e-5
     ref = explain(model, images, method="gradcam++", layer="net.features.12", topk=2)
     with torch.autocast("cpu", dtype=torch.float16):

@@ -50,7 +50,7 @@ def count_syncs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter]:
 def test_explain_and_metric_updates_are_sync_free(
     tiny_vgg: nn.Module, images: Tensor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ps_all = PerturbationScore(threshold=None, max_batch=64)
+    ps_all = PerturbationScore("gradcam", threshold=None, max_batch=64)
     gsp = GradientSignPerturbation(MEAN, STD, steps=(1, 3))
     labels = torch.tensor([1, 2, 3, 4])
     gsp.update(tiny_vgg, images, labels)  # measures the chunk cost once (cached afterwards)
@@ -59,7 +59,8 @@ def test_explain_and_metric_updates_are_sync_free(
                       contrasts=("original", "weighted"))
     assert syncs == Counter()
     p2 = res.probs.gather(1, res.targets[:, 1:])[:, 0]
-    ps_sel = PerturbationScore(threshold=float(p2.sort().values[1]), max_batch=64)  # keeps 2
+    # keeps 2
+    ps_sel = PerturbationScore("gradcam", threshold=float(p2.sort().values[1]), max_batch=64)
     with count_syncs(monkeypatch) as syncs:
         ps_all.update(tiny_vgg, images, res.maps, res.targets, res.logits)
     assert syncs == Counter()
@@ -76,7 +77,7 @@ def test_explain_and_metric_updates_are_sync_free(
 def test_cuda_hot_paths_sync_only_where_documented(tiny_vgg: nn.Module, images: Tensor) -> None:
     model, x = tiny_vgg.cuda(), images.cuda()
     labels = torch.tensor([1, 2, 3, 4], device="cuda")
-    ps = PerturbationScore(threshold=None, max_batch=64).cuda()
+    ps = PerturbationScore("gradcam", threshold=None, max_batch=64).cuda()
     gsp = GradientSignPerturbation(MEAN, STD, steps=(1, 3)).cuda()
     gsp.update(model, x, labels)  # measures the chunk cost once
     torch.cuda.synchronize()

@@ -35,8 +35,9 @@ def test_tiny_backbone_forward(name: str) -> None:
                                                       ("vgg16", "features.29", nn.ReLU),
                                                       ("alexnet", "features.11", nn.ReLU)])
 def test_vgg_and_alexnet_explain_last_conv(name: str, layer: str, after: type) -> None:
-    # SPEC §1.6: the last conv layer as the official hook sees it; where an in-place ReLU follows
-    # (VGG-16, AlexNet) that is the ReLU's output (tests/test_backbones.py checks the rule).
+    # docs/protocol.md §1.6: the last conv layer as the official hook sees it; where an in-place
+    # ReLU follows (VGG-16, AlexNet) that is the ReLU's output (tests/test_backbones.py checks
+    # the rule).
     with torch.device("meta"):
         net = build_backbone(name, 3)
     convs = [n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]

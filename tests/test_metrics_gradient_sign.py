@@ -17,7 +17,8 @@ EPS = 3e-2  # larger than the paper's 3e-3 so that the changes are well above fl
 
 
 def _objective(y: Tensor, t: int, contrast: str) -> Tensor:
-    """The scalar whose input gradient is the contrast's gradient explanation (SPEC §1.3, §3).
+    """The scalar whose input gradient is the contrast's gradient explanation (docs/protocol.md
+    §1.3, §3).
 
     weighted: y_t - sum_s alpha_s y_s with alpha = softmax of the other logits, held fixed: the
     gradient of p_t divided by p_t (1 - p_t) > 0, so the same sign, without 0 at p_t == 1.
@@ -43,7 +44,8 @@ def _reference(model: nn.Module, x: Tensor, labels: Tensor) -> dict[str, float]:
             y0 = model(x[i : i + 1])[0]
         clean = ((y0.argmax() == t).float(), y0[t], torch.softmax(y0, 0)[t])
         for q, v in zip(("acc", "logit", "prob"), clean, strict=True):
-            out[f"clean_{q}"] = out.get(f"clean_{q}", 0.0) + float(v) / b
+            key = f"eval/clean_{q}/gradient"
+            out[key] = out.get(key, 0.0) + float(v) / b
         x0 = x[i] * std + mean
         for c in CONTRASTS:
             for n in STEPS:
@@ -58,9 +60,9 @@ def _reference(model: nn.Module, x: Tensor, labels: Tensor) -> dict[str, float]:
                     y = model(((xp - mean) / std)[None])[0]
                 pert = ((y.argmax() == t).float(), y[t], torch.softmax(y, 0)[t])
                 for q, v, v0 in zip(("acc", "logit", "prob"), pert, clean, strict=True):
-                    key = f"delta_{q}/{c}/n{n}"
+                    key = f"eval/delta_{q}/gradient/{c}/n{n}"
                     out[key] = out.get(key, 0.0) + float(v - v0) / b
-    out["count"] = float(b)
+    out["eval/count/gradient"] = float(b)
     return out
 
 
@@ -94,9 +96,10 @@ def test_matches_the_plain_per_run_loop(data: tuple[nn.Module, Tensor, Tensor]) 
     for k, v in ref.items():
         assert got[k] == pytest.approx(v, abs=1e-6), k
     # the perturbation must actually move the numbers, else the comparison is vacuous
-    assert abs(ref["delta_logit/original/n3"]) > 1e-2
-    assert ref["delta_logit/original/n3"] != pytest.approx(ref["delta_logit/original/n1"])
-    assert ref["delta_prob/weighted/n3"] != pytest.approx(ref["delta_prob/original/n3"])
+    logit, prob = "eval/delta_logit/gradient", "eval/delta_prob/gradient"
+    assert abs(ref[f"{logit}/original/n3"]) > 1e-2
+    assert ref[f"{logit}/original/n3"] != pytest.approx(ref[f"{logit}/original/n1"])
+    assert ref[f"{prob}/weighted/n3"] != pytest.approx(ref[f"{prob}/original/n3"])
 
 
 class _Counter:
@@ -178,10 +181,11 @@ def test_bf16_model_gives_close_numbers(data: tuple[nn.Module, Tensor, Tensor]) 
     model, x, labels = data
     ref = _results(_metric(memory_budget=None), model, x, labels)
     half = _results(_metric(memory_budget=None), model.to(torch.bfloat16), x.bfloat16(), labels)
-    assert half["clean_acc"] == ref["clean_acc"]
-    assert half["clean_prob"] == pytest.approx(ref["clean_prob"], abs=0.02)
-    assert half["delta_logit/original/n1"] == pytest.approx(ref["delta_logit/original/n1"],
-                                                            rel=0.25)
+    acc, prob = "eval/clean_acc/gradient", "eval/clean_prob/gradient"
+    logit = "eval/delta_logit/gradient/original/n1"
+    assert half[acc] == ref[acc]
+    assert half[prob] == pytest.approx(ref[prob], abs=0.02)
+    assert half[logit] == pytest.approx(ref[logit], rel=0.25)
 
 
 def test_merge_equals_one_instance(data: tuple[nn.Module, Tensor, Tensor]) -> None:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from metrics import PartLocalization
 
 CONTRASTS = ("original", "weighted")
+M = "gradcam"  # the method whose maps are fed: it names the result keys
 
 
 def _reference(maps, targets, logits, masks, attrs, threshold):
@@ -35,18 +36,18 @@ def _reference(maps, targets, logits, masks, attrs, threshold):
                                   mode="bilinear", align_corners=True)[0, 0].clamp(min=0)
                 if m.sum() <= 0:
                     continue
-                key = f"t{r + 1}/{c}"
-                sums["differ_share/" + key] = sums.get("differ_share/" + key, 0.0) + float(
-                    m[differ].sum() / m.sum())
-                sums["shared_share/" + key] = sums.get("shared_share/" + key, 0.0) + float(
-                    m[shared].sum() / m.sum())
+                cell = f"t{r + 1}/{c}"
                 top = int(torch.argmax(m))  # first maximal pixel, row-major
                 row, col = divmod(top, m.shape[1])
-                for name, region in (("pointing_differ/", differ), ("pointing_shared/", shared)):
-                    sums[name + key] = sums.get(name + key, 0.0) + float(region[row, col])
-                counts[key] = counts.get(key, 0) + 1
-    out = {k: v / counts[k.split("/", 1)[1]] for k, v in sums.items()}
-    out["count/t1"] = out["count/t2"] = float(n_sel)
+                for q, v in (("differ_share", m[differ].sum() / m.sum()),
+                             ("shared_share", m[shared].sum() / m.sum()),
+                             ("pointing_differ", differ[row, col]),
+                             ("pointing_shared", shared[row, col])):
+                    key = f"eval/{q}/{M}/{cell}"
+                    sums[key] = sums.get(key, 0.0) + float(v)
+                counts[cell] = counts.get(cell, 0) + 1
+    out = {k: v / counts[k.split("/", 3)[3]] for k, v in sums.items()}
+    out[f"eval/count/{M}/t1"] = out[f"eval/count/{M}/t2"] = float(n_sel)
     return out
 
 
@@ -64,7 +65,7 @@ def _data(b: int = 6):
 @pytest.mark.parametrize("threshold", [None, 0.1])
 def test_matches_plain_reference(threshold):
     maps, targets, logits, masks, attrs = _data()
-    metric = PartLocalization(contrasts=CONTRASTS, threshold=threshold)
+    metric = PartLocalization(M, contrasts=CONTRASTS, threshold=threshold)
     metric.update(maps, targets, logits, masks, attrs)
     got = metric.compute()
     ref = _reference(maps, targets, logits, masks, attrs, threshold)
@@ -83,17 +84,17 @@ def test_hand_made_masks():
     masks[0, 1, 1, 1] = True
     attrs = torch.tensor([[0, 0], [0, 1]])  # classes 0 and 1 differ in part 1 only
     logits = torch.tensor([[1.0, 0.5]])
-    metric = PartLocalization(contrasts=CONTRASTS, threshold=None)
+    metric = PartLocalization(M, contrasts=CONTRASTS, threshold=None)
     metric.update(maps, torch.tensor([[0, 1]]), logits, masks, attrs)
     got = metric.compute()
-    assert got["differ_share/t1/original"].item() == pytest.approx(0.25)
-    assert got["shared_share/t1/original"].item() == pytest.approx(0.75)
-    assert got["differ_share/t2/weighted"].item() == pytest.approx(1.0)
+    assert got[f"eval/differ_share/{M}/t1/original"].item() == pytest.approx(0.25)
+    assert got[f"eval/shared_share/{M}/t1/original"].item() == pytest.approx(0.75)
+    assert got[f"eval/differ_share/{M}/t2/weighted"].item() == pytest.approx(1.0)
     # the original maps peak on part 0 (shared), the weighted ones on part 1 (differs)
-    assert got["pointing_shared/t1/original"].item() == 1.0
-    assert got["pointing_differ/t1/original"].item() == 0.0
-    assert got["pointing_differ/t2/weighted"].item() == 1.0
-    assert got["pointing_shared/t2/weighted"].item() == 0.0
+    assert got[f"eval/pointing_shared/{M}/t1/original"].item() == 1.0
+    assert got[f"eval/pointing_differ/{M}/t1/original"].item() == 0.0
+    assert got[f"eval/pointing_differ/{M}/t2/weighted"].item() == 1.0
+    assert got[f"eval/pointing_shared/{M}/t2/weighted"].item() == 0.0
 
 
 def test_pointing_game_off_the_parts_and_ties() -> None:
@@ -109,20 +110,21 @@ def test_pointing_game_off_the_parts_and_ties() -> None:
     masks[:, 1, 0, 1] = True  # part 1 (differs): first of the tied pixels
     masks[:, 1, 1, 1] = False
     attrs = torch.tensor([[0, 0], [0, 1]])
-    metric = PartLocalization(contrasts=CONTRASTS, threshold=None)
+    metric = PartLocalization(M, contrasts=CONTRASTS, threshold=None)
     metric.update(maps, torch.tensor([[0, 1], [1, 0]]), torch.zeros(2, 2), masks, attrs)
     got = metric.compute()
-    assert got["pointing_differ/t1/original"].item() == pytest.approx(0.5)  # sample 1 only
-    assert got["pointing_shared/t1/original"].item() == 0.0
-    assert got["differ_share/t1/original"].item() == pytest.approx((0.0 + 0.5) / 2)
-    assert got["shared_share/t1/original"].item() == pytest.approx((1 / 6 + 0.0) / 2)
+    # sample 1 only
+    assert got[f"eval/pointing_differ/{M}/t1/original"].item() == pytest.approx(0.5)
+    assert got[f"eval/pointing_shared/{M}/t1/original"].item() == 0.0
+    assert got[f"eval/differ_share/{M}/t1/original"].item() == pytest.approx((0.0 + 0.5) / 2)
+    assert got[f"eval/shared_share/{M}/t1/original"].item() == pytest.approx((1 / 6 + 0.0) / 2)
 
 
 def test_merge_equals_one_instance():
     maps, targets, logits, masks, attrs = _data()
-    whole = PartLocalization(threshold=None)
+    whole = PartLocalization(M, threshold=None)
     whole.update(maps, targets, logits, masks, attrs)
-    a, b = PartLocalization(threshold=None), PartLocalization(threshold=None)
+    a, b = PartLocalization(M, threshold=None), PartLocalization(M, threshold=None)
     a.update({c: m[:2] for c, m in maps.items()}, targets[:2], logits[:2], masks[:2], attrs)
     b.update({c: m[2:] for c, m in maps.items()}, targets[2:], logits[2:], masks[2:], attrs)
     a.merge_state(b)
@@ -133,4 +135,4 @@ def test_merge_equals_one_instance():
 def test_mismatched_parts_raise():
     maps, targets, logits, masks, attrs = _data()
     with pytest.raises(ValueError, match="part_attributes"):
-        PartLocalization().update(maps, targets, logits, masks, attrs[:, :2])
+        PartLocalization(M, ).update(maps, targets, logits, masks, attrs[:, :2])

@@ -13,6 +13,7 @@ CONTRASTS = ("original", "weighted")
 BASELINES = ("blur", "zeros", "mean")
 MODES = ("pos", "neg")
 MASKINGS = ("threshold", "equal")
+M = "gradcam"  # the method whose maps are fed: it names the result keys
 
 
 def _ref_blur(img: torch.Tensor, k: int, sigma: float) -> torch.Tensor:
@@ -78,15 +79,17 @@ def _reference(model, x, maps, targets, logits, threshold):
                             rel = torch.exp(y[t]) / (torch.exp(y[t1]) + torch.exp(y[t2]))
                             pt = torch.softmax(y, 0)[t]
                             for q, v in (("relprob", rel), ("prob", pt), ("prob_drop", p[t] - pt)):
-                                key = f"{q}/{r}/{b}/{mo}/{mk}/{c}"
+                                key = f"eval/{q}/{M}/{r}/{b}/{mo}/{mk}/{c}"
                                 sums[key] = sums.get(key, 0.0) + float(v)
         for r, t in (("t1", t1), ("t2", t2)):
             y = logits[i]
             rel = torch.exp(y[t]) / (torch.exp(y[t1]) + torch.exp(y[t2]))
-            sums[f"clean_relprob/{r}"] = sums.get(f"clean_relprob/{r}", 0.0) + float(rel)
-            sums[f"clean_prob/{r}"] = sums.get(f"clean_prob/{r}", 0.0) + float(p[t])
+            key = f"eval/clean_relprob/{M}/{r}"
+            sums[key] = sums.get(key, 0.0) + float(rel)
+            key = f"eval/clean_prob/{M}/{r}"
+            sums[key] = sums.get(key, 0.0) + float(p[t])
     out = {k: v / count for k, v in sums.items()}
-    out["count"] = float(count)
+    out[f"eval/count/{M}"] = float(count)
     return out
 
 
@@ -106,7 +109,7 @@ def setup(tiny_vgg, images64):
 
 def test_matches_plain_reference(setup):
     model, x, maps, targets, logits = setup
-    metric = PerturbationScore(contrasts=CONTRASTS, threshold=None, max_batch=50)
+    metric = PerturbationScore(M, contrasts=CONTRASTS, threshold=None, max_batch=50)
     metric.update(model, x, maps, targets, logits)
     got = metric.compute()
     ref = _reference(model, x, maps, targets, logits, None)
@@ -119,10 +122,10 @@ def test_threshold_selection(setup):
     model, x, maps, targets, logits = setup
     p2 = torch.softmax(logits, 1).gather(1, targets[:, 1:])[:, 0]
     thr = float(p2.sort().values[0] + p2.sort().values[1]) / 2  # drops exactly one image
-    metric = PerturbationScore(contrasts=CONTRASTS, baselines=("zeros",), threshold=thr)
+    metric = PerturbationScore(M, contrasts=CONTRASTS, baselines=("zeros",), threshold=thr)
     metric.update(model, x, maps, targets, logits)
     got = metric.compute()
-    assert got["count"].item() == x.shape[0] - 1
+    assert got[f"eval/count/{M}"].item() == x.shape[0] - 1
     ref = _reference(model, x, maps, targets, logits, thr)
     for k, v in got.items():
         assert v.item() == pytest.approx(ref[k], abs=1e-4), k
@@ -134,11 +137,11 @@ def test_threshold_selection(setup):
 def test_chunking_and_merge_give_same_numbers(setup, max_batch):
     model, x, maps, targets, logits = setup
     kw = dict(contrasts=CONTRASTS, baselines=("zeros", "mean"), maskings=("equal",), threshold=None)
-    whole = PerturbationScore(max_batch=1000, **kw)
+    whole = PerturbationScore(M, max_batch=1000, **kw)
     whole.update(model, x, maps, targets, logits)
-    chunked = PerturbationScore(max_batch=max_batch, **kw)
+    chunked = PerturbationScore(M, max_batch=max_batch, **kw)
     chunked.update(model, x, maps, targets, logits)
-    a, b = PerturbationScore(max_batch=7, **kw), PerturbationScore(max_batch=7, **kw)
+    a, b = PerturbationScore(M, max_batch=7, **kw), PerturbationScore(M, max_batch=7, **kw)
     a.update(model, x[:1], {c: m[:1] for c, m in maps.items()}, targets[:1], logits[:1])
     b.update(model, x[1:], {c: m[1:] for c, m in maps.items()}, targets[1:], logits[1:])
     a.merge_state(b)
@@ -182,11 +185,11 @@ def test_blur_equals_2d_reference(images64):
 
 def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="baselines"):
-        PerturbationScore(baselines=("noise",))
+        PerturbationScore(M, baselines=("noise",))
     with pytest.raises(ValueError, match="max_batch"):
-        PerturbationScore(max_batch=0)
+        PerturbationScore(M, max_batch=0)
     with pytest.raises(ValueError, match="threshold"):
-        PerturbationScore(threshold=1.5)
+        PerturbationScore(M, threshold=1.5)
 
 
 def test_input_space_maps_are_summed_over_channels(setup):
@@ -194,7 +197,7 @@ def test_input_space_maps_are_summed_over_channels(setup):
     g = torch.Generator().manual_seed(4)
     maps5 = {c: torch.randn(x.shape[0], 2, 3, 64, 64, generator=g) for c in CONTRASTS}
     kw = dict(contrasts=CONTRASTS, baselines=("zeros",), threshold=None)
-    a, b = PerturbationScore(**kw), PerturbationScore(**kw)
+    a, b = PerturbationScore(M, **kw), PerturbationScore(M, **kw)
     a.update(model, x, maps5, targets, logits)
     b.update(model, x, {c: m.sum(2) for c, m in maps5.items()}, targets, logits)
     for k, v in a.compute().items():
@@ -213,10 +216,10 @@ def test_sigma_range_is_seeded(setup):
     model, x, maps, targets, logits = setup
     kw = dict(contrasts=CONTRASTS, baselines=("blur",), maskings=("threshold",), threshold=None,
               sigma_range=(5.0, 25.0))
-    a, b = PerturbationScore(seed=7, **kw), PerturbationScore(seed=7, **kw)
-    fixed = PerturbationScore(**{**kw, "sigma_range": None})
+    a, b = PerturbationScore(M, seed=7, **kw), PerturbationScore(M, seed=7, **kw)
+    fixed = PerturbationScore(M, **{**kw, "sigma_range": None})
     for m in (a, b, fixed):
         m.update(model, x, maps, targets, logits)
-    key = "relprob/t1/blur/pos/threshold/original"
+    key = f"eval/relprob/{M}/t1/blur/pos/threshold/original"
     assert a.compute()[key] == b.compute()[key]
     assert a.compute()[key] != fixed.compute()[key]

@@ -99,11 +99,26 @@ def _trainer_args(name: str) -> dict[str, object]:
     return {"precision": name}
 
 
-@pytest.mark.parametrize("name", [
-    "bf16-mixed", "bf16-true",
-    pytest.param("16-true", marks=pytest.mark.slow),
-    pytest.param("fp16 autocast", marks=pytest.mark.slow),
-])
+def test_bf16_mixed_through_evaluate_py(tiny_evaluation: SimpleNamespace, tiny_checkpoint: Path,
+                                       tmp_path: Path) -> None:
+    """``evaluate.py ... --trainer.precision bf16-mixed`` on the session's tiny run: every value
+    within the tolerance of the float32 run, counts exact, and the precision reached the model's
+    forwards (the numbers moved)."""
+    from cli.evaluate import main
+    from tests.conftest import TINY_EVALUATION, experiment_yaml
+
+    got = main(["--config", str(experiment_yaml(tmp_path)), "--ckpt_path", str(tiny_checkpoint),
+                *TINY_EVALUATION, "--trainer.precision", "bf16-mixed",
+                "--evaluation.methods", "[gradcam]"])  # LA too: the slow test
+    ref = {k: v for k, v in tiny_evaluation.results.items() if "/linear_approx" not in k}
+    worst = _assert_close(got, ref, "bf16-mixed")
+    assert worst > 1e-5
+    assert (tmp_path / "tiny_synthetic" / "evaluate" / "version_0" / "figures"
+            / "heatmaps_gradcam.png").is_file()  # bf16 images reach numpy
+
+
+@pytest.mark.slow  # every precision on a model fitted for an epoch (the numbers in the docstring)
+@pytest.mark.parametrize("name", ["bf16-mixed", "bf16-true", "16-true", "fp16 autocast"])
 def test_precision_through_the_callback(fitted: dict[str, torch.Tensor],
                                         reference: dict[str, float], name: str,
                                         tmp_path: Path) -> None:
@@ -122,9 +137,11 @@ def test_metric_state_dtype_falls_back_to_float32_on_mps() -> None:
     assert metric_state_dtype("mps") == torch.float32
     cb = ContrastiveEvaluation(methods=("gradcam",), localization=False)
     for device, dtype in (("cpu", torch.float64), ("mps", torch.float32)):
-        cb._device = torch.device(device)
-        metrics = cb._build_metrics(SimpleNamespace())
-        assert {s.dtype for m in metrics.values() for s in m.metric_state.values()} == {dtype}
+        step = cb.evaluation_step("features.12", (0.5,) * 3, (0.25,) * 3)
+        step.set_state_dtype(torch.device(device))
+        metrics = [m for m in step.modules() if hasattr(m, "metric_state")]
+        assert len(metrics) == 3  # samples seen, perturbation, gradient sign
+        assert {s.dtype for m in metrics for s in m.metric_state.values()} == {dtype}
 
 
 def test_float32_states_give_the_float64_numbers(tiny_vgg: torch.nn.Module,
@@ -137,7 +154,7 @@ def test_float32_states_give_the_float64_numbers(tiny_vgg: torch.nn.Module,
     labels = res.targets[:, 1]
     out = []
     for dtype in (torch.float64, torch.float32):
-        ps = PerturbationScore(threshold=None).set_dtype(dtype)
+        ps = PerturbationScore("gradcam", threshold=None).set_dtype(dtype)
         ps.update(tiny_vgg, images, res.maps, res.targets, res.logits)
         gs = GradientSignPerturbation((0.5,) * 3, (0.25,) * 3, steps=(1, 2)).set_dtype(dtype)
         gs.update(tiny_vgg, images, labels)

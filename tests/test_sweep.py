@@ -240,6 +240,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return result
 
 
+@pytest.mark.slow  # the real sweep: train.py / evaluate.py processes
 def test_first_sweep_fits_only_what_was_asked(swept: dict) -> None:
     code, stdout, before, _ = swept["runs"][0]
     assert code == 0, stdout[-3000:]
@@ -252,6 +253,7 @@ def test_first_sweep_fits_only_what_was_asked(swept: dict) -> None:
         is not None
 
 
+@pytest.mark.slow  # the real sweep: train.py / evaluate.py processes
 def test_second_sweep_resumes_the_interrupted_fit_and_runs_the_rest(swept: dict) -> None:
     code, stdout, before, md = swept["runs"][1]
     out = swept["out"]
@@ -282,6 +284,7 @@ def test_second_sweep_resumes_the_interrupted_fit_and_runs_the_rest(swept: dict)
     assert "3 steps after this one" in stdout and "paper tables from 2 runs" in stdout
 
 
+@pytest.mark.slow  # the real sweep: train.py / evaluate.py processes
 def test_third_sweep_runs_only_the_missing_evaluation(swept: dict) -> None:
     code, stdout, before, _ = swept["runs"][2]
     assert code == 0, stdout[-3000:]
@@ -307,6 +310,7 @@ def _script_commands(script: str) -> dict[tuple[str, str], list[str]]:
     return found
 
 
+@pytest.mark.slow  # the real sweep: train.py / evaluate.py processes
 def test_slurm_and_shell_scripts_hold_the_sweeps_commands_and_skip_finished_work(
         swept: dict, capsys: pytest.CaptureFixture[str]) -> None:
     sweep_dir = swept["sweep_dir"]

@@ -39,7 +39,7 @@ def test_paper_numbers_parse_into_the_tables_the_report_needs() -> None:
     for tag, d, m, _ in rows:  # the p_t column is a relative probability: t1 + t2 = 1
         pt = paper.get(tag, d, m, "t1", "clean").value + paper.get(tag, d, m, "t2", "clean").value
         assert pt == pytest.approx(1.0, abs=1.5e-3), (tag, d, m)  # App. T2 Food GC: .707+.292
-    # spot checks against SPEC §2.6
+    # spot checks against docs/protocol.md §2.6
     assert paper.get("APP-T2", "cub200", "gradcam", "t2", "blur/pos/weighted").value == 0.784
     assert paper.get("APP-T3", "stanford_cars", "linear_approx", "t1", "mean/neg/original") \
         .value == 0.436
@@ -66,8 +66,8 @@ def _exceptions(tag: str) -> list[tuple[str, str, str, str, str]]:
 
 
 def test_paper_numbers_have_exactly_the_exceptions_spec_lists() -> None:
-    """SPEC §2.6: App. T2's only ori-wins are five Pos cells; the reproduction has none; App. T3
-    has one, the doubtful printed 0.80. A mistyped number would change these lists."""
+    """docs/protocol.md §2.6: App. T2's only ori-wins are five Pos cells; the reproduction has
+    none; App. T3 has one, the doubtful printed 0.80. A mistyped number would change these lists."""
     assert sorted(_exceptions("APP-T2")) == sorted([
         ("food101", "linear_approx", "t1", "zeros", "pos"),
         ("food101", "gradcam", "t1", "zeros", "pos"),
@@ -323,7 +323,9 @@ def test_csv_has_one_row_per_key_and_run_with_published_numbers(runs: dict[str, 
     clean = by[("my_vgg_run", "eval/clean_relprob/gradcam/t1")]
     assert (float(clean["paper"]), float(clean["reproduction"])) == (0.710, 0.712)
     d = by[("food101_alexnet", "eval/count/gradcam")]
-    assert (d["in_tables"], d["protocol"], d["quantity"], d["method"]) == ("0", "0", "count", "")
+    assert (d["in_tables"], d["protocol"], d["quantity"], d["method"]) == ("0", "0", "count",
+                                                                           "gradcam")
+    assert (d["t"], d["baseline"], d["steps"]) == ("", "", "")  # axes the key does not have
 
 
 def test_report_cli_prints_the_agreement_and_exits_nonzero_without_runs(
@@ -341,14 +343,13 @@ def test_report_cli_prints_the_agreement_and_exits_nonzero_without_runs(
 
 def test_wandb_summary_run_holds_the_tables_offline(runs: dict[str, Path], tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("wandb")
-    from tests.test_evaluate import _read_closed_wandb_run
+    from tests.wandb_files import read_closed_wandb_run
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     report = write_report([runs["A"], runs["C"]], tmp_path, wandb=True, name="paper-test")
     assert report.wandb_run is not None and report.wandb_run.name.startswith("offline-run-")
-    logged = _read_closed_wandb_run(report.wandb_run)
+    logged = read_closed_wandb_run(report.wandb_run)
     assert logged["paper/alexnet/threshold/_type"] == "table-file"
     assert logged["paper/alexnet/threshold/nrows"] == 16  # (CUB + FGVC) x (LA, GC) x (t1, t2) x 2
     assert logged["agreement/alexnet/threshold/wtd_better"] == 46

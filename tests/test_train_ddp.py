@@ -1,11 +1,14 @@
-"""train.py with 2 gloo CPU processes, run as the README prints it: exact resume, skip_corrupt.
+"""train.py with 2 gloo CPU processes, run as the docs print it: exact resume, skip_corrupt.
 
 Only ``--trainer.strategy ddp --trainer.devices 2 --trainer.accelerator cpu`` and tiny data
-settings are added to the README's commands.
+settings are added to the docs' commands. The fast suite's DDP fit runs in the background
+(``ddp_fit_and_resume`` in conftest.py, no data workers); the variants with 2 workers per rank
+and with unreadable images are slow.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -16,6 +19,7 @@ import pytest
 import torch
 
 from datamodules import CUB200DataModule
+from tests.background import Job
 from tests.dataset_layouts import make_cub
 from tests.processes import run_cli
 
@@ -56,6 +60,26 @@ def _fit_synthetic(root: Path, epochs: int, workers: int, *extra: str) -> None:
            env={"TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1"} if "--ckpt_path" in extra else None)
 
 
+def test_ddp_fit_resumes_exactly(ddp_fit_and_resume: Job) -> None:
+    """A 2-process fit resumed from its epoch-0 checkpoint with ``--ckpt_path last`` ends with
+    the weights of the uninterrupted fit, bit for bit; the ranks agree on one run folder."""
+    runs = ddp_fit_and_resume.result()
+    first, resumed = runs["uninterrupted"], runs["resumed"]
+    resumed_weights = _weights(resumed)
+    epoch_0 = torch.load(first / "epochs" / "epoch=0.ckpt", map_location="cpu",
+                         weights_only=True)["state_dict"]
+    assert _max_difference(epoch_0, resumed_weights), "the resumed fit did not train"
+    assert _max_difference(_weights(first), resumed_weights) == {}
+    for root in (first, resumed):  # both ranks agreed on one run folder: version_0, nothing else
+        assert sorted(p.name for p in (root / "fit").iterdir()) == ["version_0"]
+        run = root / "fit" / "version_0"
+        rows = list(csv.DictReader((run / "metrics.csv").open()))
+        assert any(r["val/acc"] for r in rows) and any(r["train/loss"] for r in rows)
+        assert (run / "config.yaml").is_file()
+    assert sorted(p.name for p in first.iterdir()) == ["checkpoints", "epochs", "fit"]
+    assert sorted(p.name for p in resumed.iterdir()) == ["checkpoints", "fit"]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """An uninterrupted 2-epoch fit and a 1-epoch fit to resume, both with 2 workers."""
@@ -75,13 +99,16 @@ def _resume(runs: dict[str, Path], root: Path, workers: int) -> dict[str, torch.
     return resumed
 
 
+@pytest.mark.slow
 def test_ddp_resume_with_workers_and_augmentation(runs: dict[str, Path], tmp_path: Path) -> None:
     # Persistent workers and random crops / flips on both sides of the interruption.
     resumed = _resume(runs, tmp_path / "resumed", workers=2)
     assert _max_difference(_weights(runs["uninterrupted"]), resumed) == {}
 
 
-def test_ddp_resume_equals_uninterrupted(runs: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_ddp_resume_without_workers_equals_a_fit_with_workers(runs: dict[str, Path],
+                                                             tmp_path: Path) -> None:
     # Resumed without workers: each sample's augmentation depends on (seed, epoch, sample) only,
     # so reading the data in the main process gives the weights of the fit that used 2 workers.
     resumed = _resume(runs, tmp_path / "resumed", workers=0)
@@ -108,6 +135,7 @@ class RecordingCUB(CUB200DataModule):
         Path(path).write_text(json.dumps(record))
 
 
+@pytest.mark.slow
 def test_skip_corrupt_verifies_once_and_ranks_agree(tmp_path: Path) -> None:
     make_cub(tmp_path / "data", num_classes=3, per_class=4)
     files = sorted((tmp_path / "data" / "CUB_200_2011" / "images").rglob("*.jpg"))
