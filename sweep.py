@@ -6,7 +6,7 @@
 
 import sys
 
-from sweeps.cli import sweep_main
+from sweeps.commands import sweep_main
 
 if __name__ == "__main__":
     sys.exit(sweep_main())

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sweeps.cli import sweep_main
+from sweeps.commands import sweep_main
 from sweeps.experiments import Experiment, check_data_roots, select_experiments
 from sweeps.plan import fit_progress, plan_steps, route_overrides
 from sweeps.runner import ProgressRecord, read_progress, run_steps

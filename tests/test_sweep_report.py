@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sweeps.paper import COLUMNS, PAPER_NUMBERS, load_paper_numbers
-from sweeps.report import write_report
+from sweeps.paper_report import write_report
 
 PAIRS = [(b, m) for b in ("blur", "zeros", "mean") for m in ("pos", "neg")]
 
@@ -330,7 +330,7 @@ def test_csv_has_one_row_per_key_and_run_with_published_numbers(runs: dict[str, 
 
 def test_report_cli_prints_the_agreement_and_exits_nonzero_without_runs(
         runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from sweeps.cli import main
+    from sweeps.commands import main
 
     assert main(["report", str(runs["A"]), str(runs["C"]), "--out", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out

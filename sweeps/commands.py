@@ -174,7 +174,7 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
     console.print(summary_table(outcomes))
     failed = [o for o in outcomes if o.status in ("failed", "blocked", "planned")]
     if not args.no_report and report_dirs:
-        from sweeps.report import print_report, write_report
+        from sweeps.paper_report import print_report, write_report
 
         report = write_report(report_dirs, sweep_dir, protocol=args.protocol, wandb=wandb,
                               name=args.name)
@@ -205,7 +205,7 @@ def report_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--name", default="report", help="W&B group of the summary run")
     p.add_argument("--wandb_project", default="whynot")
     args = p.parse_args(argv)
-    from sweeps.report import print_report, write_report
+    from sweeps.paper_report import print_report, write_report
 
     console = _console()
     report = write_report(args.runs, args.out, protocol=args.protocol, wandb=args.wandb,
