@@ -21,6 +21,13 @@ def test_evaluate_speed_counts_and_splits_the_protocol() -> None:
     assert result["images_per_s"] == pytest.approx(2 / result["protocol_s"])
 
 
+def test_evaluate_speed_pairs_each_batch_with_its_labels() -> None:
+    # two batches: the warm-up pass on the first and the timed pass on both
+    result = evaluate_speed.run(quick=True, images=2, repeats=1, batch=1)
+    assert result["n_perturbed"] == 2 * 2 * 48
+    assert result["n_images"] == 2 and result["batch"] == 1
+
+
 def test_evaluate_speed_rejects_a_partial_batch() -> None:
     with pytest.raises(ValueError, match="multiple of the batch size 8"):
         evaluate_speed.run(quick=True, images=12, repeats=1)
