@@ -13,6 +13,7 @@ from errors import ConfigError
 from explainers import explain_rows
 from explainers.engine import input_dtype, result_dtype
 from explainers.memory import graph_bytes_per_input
+from metrics.paired import add_paired_state, paired_results, update_paired
 from results.schema import GRADIENT_SIGN, GRADIENT_SIGN_SCORES, ResultKey, check_values
 
 # Fits a 24 GB GPU at 224 px with VGG-16-BN: 8 GiB of gradient chunks (~55 rows of ~147 MiB
@@ -49,6 +50,10 @@ class GradientSignPerturbation(Metric):
     means). Steps, clamps and deltas run in float32 whatever the model's precision (inputs are
     cast to it where they enter the model); states are float64 (float32 where the device has no
     float64, see ``metric_state_dtype``).
+
+    Paired differences: each contrast's per-sample deltas minus the original's, per (steps,
+    score): ``diff_delta_<score>/gradient/<contrast>/n<k>/<stat>`` (mean, standard error, 95 %
+    interval, pairs; ``metrics.paired``), from the SUM state ``delta_paired``.
     """
 
     is_differentiable = False
@@ -102,6 +107,7 @@ class GradientSignPerturbation(Metric):
         self.add_state("delta_sum", torch.zeros(shape, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("clean_sum", torch.zeros(3, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        add_paired_state(self, "delta", shape)
 
     # ------------------------------------------------------------------------------ chunking
     def rows_per_chunk(self, model: nn.Module, example: Tensor, vjp_rows: int) -> int:
@@ -204,10 +210,14 @@ class GradientSignPerturbation(Metric):
         self.delta_sum += delta.sum(2).transpose(0, 1).to(self.delta_sum.dtype)
         self.clean_sum += clean_scores.sum(0).to(self.clean_sum.dtype)
         self.count += b
+        if "original" in self.contrasts:  # per sample [B, n_c, n_s, 3], the state's cells
+            update_paired(self, "delta", delta.permute(2, 1, 0, 3), 1,
+                          self.contrasts.index("original"))
 
     def compute(self) -> dict[str, Tensor]:
         """``{result key: value}`` (``results.schema``, method ``gradient``):
-        delta_<acc|logit|prob> per (contrast, steps), clean_<acc|logit|prob>, and count."""
+        delta_<acc|logit|prob> per (contrast, steps), clean_<acc|logit|prob>, count, and
+        diff_delta_<acc|logit|prob> per cell of every contrast but the original (per stat)."""
         out: dict[str, Tensor] = {}
         delta = (self.delta_sum / self.count).float()
         for qi, q in enumerate(GRADIENT_SIGN_SCORES):
@@ -218,4 +228,14 @@ class GradientSignPerturbation(Metric):
             out[str(ResultKey(f"clean_{q}", GRADIENT_SIGN))] = \
                 (self.clean_sum[qi] / self.count).float()
         out[str(ResultKey("count", GRADIENT_SIGN))] = self.count.float()
+        if "original" in self.contrasts:
+            out.update(paired_results(self, "delta", self._cell_key))
         return out
+
+    def _cell_key(self, idx: tuple[int, ...]) -> ResultKey | None:
+        """The delta key of state cell (contrast, steps, score); None for the original's."""
+        c, n, q = idx
+        if self.contrasts[c] == "original":
+            return None
+        return ResultKey(f"delta_{GRADIENT_SIGN_SCORES[q]}", GRADIENT_SIGN,
+                         contrast=self.contrasts[c], steps=self.steps[n])

@@ -11,6 +11,7 @@ from torchmetrics import Metric
 from errors import ConfigError
 from metrics.functional.localization import mass_share, pair_regions, pointing_hits
 from metrics.functional.perturbation import upsample_maps
+from metrics.paired import add_paired_state, paired_results, update_paired
 from results.schema import AXES, RANKS, ResultKey, check_values
 
 # state name -> quantity of compute(); all are per-sample sums of [2 ranks, M contrasts]
@@ -39,6 +40,10 @@ class PartLocalization(Metric):
     clean p_t2 <= ``threshold`` are skipped (None = all); a map with no positive mass is left out
     of its (rank, contrast) means. ``count/<t>`` is the number of selected samples. States are
     per-sample sums (``dist_reduce_fx="sum"``), so DDP gives the numbers of one process.
+
+    Paired differences: each quantity of every contrast but the original minus the original's,
+    per sample with both maps valid (``diff_<quantity>/<method>/<t>/<contrast>/<stat>``: mean,
+    standard error, 95 % interval, pairs; ``metrics.paired``), from SUM states.
     """
 
     is_differentiable = False
@@ -70,6 +75,8 @@ class PartLocalization(Metric):
         for name in (*_SUMS, "valid"):
             self.add_state(name, torch.zeros(shape, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros(2, dtype=torch.float64), dist_reduce_fx="sum")
+        for name in _SUMS.values():
+            add_paired_state(self, name, shape)
 
     def update(
         self,
@@ -114,11 +121,16 @@ class PartLocalization(Metric):
             state = getattr(self, name)
             state += torch.where(ok, v.to(state.dtype), 0.0).sum(0)
         self.valid += ok.sum(0).to(self.valid.dtype)
+        if "original" in self.contrasts:  # [B, 2, M] per sample, pairs where both maps count
+            ori = self.contrasts.index("original")
+            for name, q in _SUMS.items():
+                update_paired(self, q, values[name], 2, ori, valid=ok)
         self.count += selected.sum().to(self.count.dtype)
 
     def compute(self) -> dict[str, Tensor]:
         """``{result key: value}`` (``results.schema``): differ_share, shared_share,
-        pointing_differ and pointing_shared per (t, contrast), and count per t."""
+        pointing_differ and pointing_shared per (t, contrast), count per t, and their diff_<q>
+        per cell of every contrast but the original (per stat)."""
         out: dict[str, Tensor] = {}
         for name, q in _SUMS.items():
             mean = (getattr(self, name) / self.valid).float()
@@ -127,4 +139,14 @@ class PartLocalization(Metric):
                     out[str(ResultKey(q, self.method, r, contrast=c))] = mean[ri, ci]
         for ri, r in enumerate(RANKS):
             out[str(ResultKey("count", self.method, r))] = self.count[ri].float()
+        if "original" in self.contrasts:
+            for q in _SUMS.values():
+                out.update(paired_results(self, q, lambda i, q=q: self._cell_key(q, i)))
         return out
+
+    def _cell_key(self, name: str, idx: tuple[int, ...]) -> ResultKey | None:
+        """The key of state cell (rank, contrast); None for the original's own cells."""
+        r, c = idx
+        if self.contrasts[c] == "original":
+            return None
+        return ResultKey(name, self.method, RANKS[r], contrast=self.contrasts[c])

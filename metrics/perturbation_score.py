@@ -20,7 +20,11 @@ from metrics.functional.perturbation import (
     threshold_keep,
     upsample_maps,
 )
+from metrics.paired import add_paired_state, paired_results, update_paired
 from results.schema import AXES, BASELINES, MASKINGS, MODES, RANKS, ResultKey, check_values
+
+# the per-sample values that are also compared pairwise, contrast - original (diff_<q> keys)
+_PAIRED = ("relprob", "prob")
 
 
 def _chunks(n: int, per_image: int, max_batch: int) -> list[tuple[int, int, slice]]:
@@ -55,6 +59,10 @@ class PerturbationScore(Metric):
     ``sigma_range=(lo, hi)`` (at 224 px) draws the blur sigma per update from a generator seeded by
     ``seed``, like the original code; it breaks exact equality between DDP and one process.
     States are sums, so DDP reduction is exact. Means over zero samples are NaN.
+
+    Paired differences: for relprob and prob, every contrast other than ``original`` is
+    compared with it per sample and cell (``diff_<q>/.../<contrast>/<stat>``: mean, standard
+    error, 95 % interval, pairs; ``metrics.paired``), from the SUM states ``<q>_paired``.
 
     Perturbed images go through the model in batches of at most ``max_batch``: as many whole
     images' blocks (48 rows per image with the defaults) as fit, else slices of one image's block.
@@ -108,6 +116,8 @@ class PerturbationScore(Metric):
         for name in ("clean_relprob_sum", "clean_prob_sum"):
             self.add_state(name, torch.zeros(2, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        for name in _PAIRED:
+            add_paired_state(self, name, shape)
 
     def _keep_masks(self, up: Tensor) -> Tensor:
         """Keep-masks [n, 2, n_modes, n_maskings, M, H, W] from upsampled maps [n, 2, M, H, W]."""
@@ -181,6 +191,8 @@ class PerturbationScore(Metric):
         row_state = row_rank * (per_image // 2) + (row // n_k) * (n_k // 2) + row % (n_k // 2)
         sums = torch.zeros(3, per_image, dtype=acc, device=x.device)
         base = base.transpose(0, 1).unsqueeze(2)  # [n, n_b, 1, C, H, W]
+        # per-sample (relprob, p) of every state cell, for the paired differences
+        per_sample = torch.zeros(2, n, per_image, dtype=acc, device=x.device)
         dtype = input_dtype(model)
         block, block_of = x, (-1, -1)
         with torch.no_grad():
@@ -200,15 +212,22 @@ class PerturbationScore(Metric):
                 p = torch.softmax(out, dim=1).gather(1, t[:, None])[:, 0]
                 drop = clean_p[i, r] - p
                 vals = torch.stack([rel, p, drop]).to(acc)
-                sums.index_add_(1, row_state.repeat(i1 - i0)[rows], vals)
+                cells = row_state.repeat(i1 - i0)[rows]
+                sums.index_add_(1, cells, vals)
+                per_sample[:, i, cells] = vals[:2]
         shape = self.relprob_sum.shape
         self.relprob_sum += sums[0].view(shape)
         self.prob_sum += sums[1].view(shape)
         self.prob_drop_sum += sums[2].view(shape)
+        if "original" in self.contrasts:
+            ori = self.contrasts.index("original")
+            for qi, name in enumerate(_PAIRED):
+                update_paired(self, name, per_sample[qi].view(n, *shape), len(shape), ori)
 
     def compute(self) -> dict[str, Tensor]:
         """``{result key: value}`` (``results.schema``): relprob, prob and prob_drop per
-        (t, baseline, mode, masking, contrast), clean_relprob and clean_prob per t, and count."""
+        (t, baseline, mode, masking, contrast), clean_relprob and clean_prob per t, count, and
+        diff_relprob / diff_prob per cell of every contrast but the original (and per stat)."""
         out: dict[str, Tensor] = {}
         n = self.count
         grid = itertools.product(enumerate(RANKS), enumerate(self.baselines),
@@ -227,4 +246,16 @@ class PerturbationScore(Metric):
             out[str(ResultKey("clean_prob", self.method, r))] = \
                 (self.clean_prob_sum[ri] / n).float()
         out[str(ResultKey("count", self.method))] = n.float()
+        if "original" in self.contrasts:
+            for name in _PAIRED:
+                out.update(paired_results(self, name, lambda i, q=name: self._cell_key(q, i)))
         return out
+
+    def _cell_key(self, name: str, idx: tuple[int, ...]) -> ResultKey | None:
+        """The key of state cell ``idx`` = (rank, baseline, mode, masking, contrast); None for
+        the original's own cells (nothing to compare)."""
+        r, b, mo, mk, c = idx
+        if self.contrasts[c] == "original":
+            return None
+        return ResultKey(name, self.method, RANKS[r], self.baselines[b], self.modes[mo],
+                         self.maskings[mk], self.contrasts[c])

@@ -10,6 +10,13 @@ A key names a quantity and its coordinates on the protocol's axes::
     eval/<differ_share|shared_share|pointing_differ|pointing_shared>/<method>/<t>/<contrast>
     eval/count/<method>/<t>                                                 localisation samples
     eval/num_samples                                                        test images seen
+    eval/diff_<quantity>/<that quantity's coordinates>/<stat>               paired difference
+                                                                            <contrast> - original
+
+A paired key (``diff_relprob``, ``diff_delta_prob``, ``diff_differ_share``, ...) holds, for one
+cell of a compared quantity, a statistic of the per-sample differences between the key's
+contrast and the original map: ``stat`` is mean, se (standard error), lo / hi (the 95 % interval,
+normal approximation) or n (pairs). NaN where undefined (no pair; fewer than 2 for se, lo, hi).
 
 :class:`ResultKey` formats and parses them; :data:`QUANTITIES` says which axes each quantity has
 (a quantity name may come in two shapes, told apart by the number of coordinates, as
@@ -42,6 +49,9 @@ MASKINGS = ("threshold", "equal")
 GRADIENT_SIGN_SCORES = ("acc", "logit", "prob")
 # The pair every comparison of the paper is about: the ordinary map against the weighted contrast.
 PAPER_CONTRASTS = ("original", "weighted")
+# The statistics of a paired difference (metrics.functional.paired computes them in this order).
+PAIRED_STATS = ("mean", "se", "lo", "hi", "n")
+PAIRED_PREFIX = "diff_"
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,9 @@ AXES: dict[str, Axis] = {
     "contrast": Axis("contrast", CONTRASTS, {"original": "ori", "weighted": "wtd"},
                      "explained output: original y_t, weighted contrast, mean, max"),
     "steps": Axis("steps", None, {}, "gradient-sign steps n (written n<k>)"),
+    "stat": Axis("stat", PAIRED_STATS, {"mean": "diff"},
+                 "statistic of the paired difference <contrast> - original: mean, se (standard "
+                 "error), lo / hi (95 % interval), n (pairs)"),
 }
 KEY_AXES = tuple(AXES)  # the order coordinates take in a key
 
@@ -113,6 +126,15 @@ class Quantity:
     def shape(self) -> tuple[str, int]:
         """``(name, number of coordinates)``: unique over :data:`QUANTITIES`."""
         return self.name, len(self.axes)
+
+
+def paired_quantity(name: str, axes: tuple[str, ...], higher_is_better: bool | None
+                    ) -> Quantity:
+    """The paired difference ``diff_<name>`` of a compared quantity: its axes plus ``stat``; the
+    key's contrast is the one compared with the original map."""
+    return Quantity(PAIRED_PREFIX + name, (*axes, "stat"), f"{name} - ori",
+                    f"per-sample difference of {name} between the contrast and the original "
+                    "map: mean, standard error, 95 % interval, pairs", higher_is_better)
 
 
 _PERTURBED = ("method", "t", "baseline", "mode", "masking", "contrast")
@@ -149,6 +171,13 @@ QUANTITIES: tuple[Quantity, ...] = (
              "share of samples whose map maximum lies in a part t1 and t2 share", False),
     Quantity("count", ("method", "t"), "n",
              "samples that pass the p_t2 threshold and enter the localisation tables"),
+    # paired differences <contrast> - original (direction of relprob / prob: by the mode)
+    *(paired_quantity(q, _PERTURBED, None) for q in ("relprob", "prob")),
+    *(paired_quantity(f"delta_{s}", ("method", "contrast", "steps"), True)
+      for s in GRADIENT_SIGN_SCORES),
+    *(paired_quantity(q, _LOCALISED, better) for q, better in (
+        ("differ_share", True), ("shared_share", False), ("pointing_differ", True),
+        ("pointing_shared", False))),
 )
 _BY_SHAPE: dict[tuple[str, int], Quantity] = {q.shape: q for q in QUANTITIES}
 assert len(_BY_SHAPE) == len(QUANTITIES), "two quantities with one name and one shape"
@@ -179,6 +208,7 @@ class ResultKey:
     masking: str | None = None
     contrast: str | None = None
     steps: int | None = None
+    stat: str | None = None
 
     def __post_init__(self) -> None:
         given = tuple(a for a in KEY_AXES if getattr(self, a) is not None)
@@ -339,6 +369,8 @@ UNTABULATED: dict[str, str] = {
     "count": "sentences of report.md",
     "clean_acc": "a line under the gradient-sign table",
     "clean_logit": "a line under the gradient-sign table",
+    **{q.name: "bold and win / loss / tie counts of the tables that show the compared quantity"
+       for q in QUANTITIES if q.name.startswith(PAIRED_PREFIX)},
 }
 
 
@@ -364,3 +396,19 @@ def check_values(axis: str, values: Iterable[str]) -> tuple[str, ...]:
             or (allowed is not None and any(v not in allowed for v in values))):
         raise ConfigError(f"{axis}s={values!r}: give distinct values from {allowed}")
     return values
+
+
+# --------------------------------------------------------------------------- paired differences
+def higher_is_better(key: ResultKey) -> bool | None:
+    """Whether a larger value of ``key``'s quantity is better (of a paired key: a larger
+    difference): relprob / prob by the mode (Pos higher, Neg lower), else the quantity's flag."""
+    name = key.quantity.removeprefix(PAIRED_PREFIX)
+    if name in ("relprob", "prob") and key.mode is not None:
+        return key.mode == "pos"
+    return quantity(key.quantity, len(key.spec.axes)).higher_is_better
+
+
+def paired_key(key: ResultKey, stat: str) -> ResultKey:
+    """The paired key of a compared value's key: ``relprob/.../weighted`` -> ``diff_relprob/
+    .../weighted/<stat>`` (the difference weighted - original of that cell)."""
+    return ResultKey(PAIRED_PREFIX + key.quantity, **key.coordinates(), stat=stat)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import statistics
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -37,6 +40,7 @@ def _reference(model: nn.Module, x: Tensor, labels: Tensor) -> dict[str, float]:
     """Every (image, contrast, n) run on its own, one forward + backward per step."""
     mean, std = torch.tensor(MEAN).view(3, 1, 1), torch.tensor(STD).view(3, 1, 1)
     out: dict[str, float] = {}
+    deltas: dict[str, list[float]] = {}  # per-sample deltas per key
     b = x.shape[0]
     for i in range(b):
         t = int(labels[i])
@@ -62,7 +66,19 @@ def _reference(model: nn.Module, x: Tensor, labels: Tensor) -> dict[str, float]:
                 for q, v, v0 in zip(("acc", "logit", "prob"), pert, clean, strict=True):
                     key = f"eval/delta_{q}/gradient/{c}/n{n}"
                     out[key] = out.get(key, 0.0) + float(v - v0) / b
+                    deltas.setdefault(key, []).append(float(v - v0))
     out["eval/count/gradient"] = float(b)
+    z = statistics.NormalDist().inv_cdf(0.975)
+    for key, values in deltas.items():  # paired with the original, by the textbook formulas
+        c = key.split("/")[3]
+        if c == "original":
+            continue
+        ori = deltas[key.replace(f"/{c}/", "/original/")]
+        d = [v - o for v, o in zip(values, ori, strict=True)]
+        mean, se = statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d))
+        diff = key.replace("eval/", "eval/diff_", 1)
+        out.update({f"{diff}/mean": mean, f"{diff}/se": se, f"{diff}/lo": mean - z * se,
+                    f"{diff}/hi": mean + z * se, f"{diff}/n": float(len(d))})
     return out
 
 

@@ -3,6 +3,9 @@ masks and state merging."""
 
 from __future__ import annotations
 
+import math
+import statistics
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,6 +19,7 @@ M = "gradcam"  # the method whose maps are fed: it names the result keys
 def _reference(maps, targets, logits, masks, attrs, threshold):
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
+    samples: dict[str, dict[int, float]] = {}  # key -> {sample: value} where the map counts
     n_sel = 0
     for i in range(targets.shape[0]):
         p = torch.softmax(logits[i], 0)
@@ -45,9 +49,19 @@ def _reference(maps, targets, logits, masks, attrs, threshold):
                              ("pointing_shared", shared[row, col])):
                     key = f"eval/{q}/{M}/{cell}"
                     sums[key] = sums.get(key, 0.0) + float(v)
+                    samples.setdefault(key, {})[i] = float(v)
                 counts[cell] = counts.get(cell, 0) + 1
     out = {k: v / counts[k.split("/", 3)[3]] for k, v in sums.items()}
     out[f"eval/count/{M}/t1"] = out[f"eval/count/{M}/t2"] = float(n_sel)
+    z = statistics.NormalDist().inv_cdf(0.975)
+    for key in [k for k in sums if k.endswith("/weighted")]:  # pairs where both maps count
+        wtd, ori = samples[key], samples[key.removesuffix("weighted") + "original"]
+        d = [wtd[i] - ori[i] for i in sorted(wtd.keys() & ori.keys())]
+        mean = statistics.fmean(d)
+        se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else math.nan
+        diff = key.replace("eval/", "eval/diff_", 1)
+        out.update({f"{diff}/mean": mean, f"{diff}/se": se, f"{diff}/lo": mean - z * se,
+                    f"{diff}/hi": mean + z * se, f"{diff}/n": float(len(d))})
     return out
 
 
@@ -71,7 +85,10 @@ def test_matches_plain_reference(threshold):
     ref = _reference(maps, targets, logits, masks, attrs, threshold)
     assert set(got) == set(ref)
     for k, v in ref.items():
-        assert got[k].item() == pytest.approx(v, abs=1e-5), k
+        assert got[k].item() == pytest.approx(v, abs=1e-5, nan_ok=True), k
+    # sample 0's weighted map has no positive mass: 5 pairs of 6 samples without a threshold
+    if threshold is None:
+        assert got[f"eval/diff_differ_share/{M}/t1/weighted/n"] == 5
 
 
 def test_hand_made_masks():

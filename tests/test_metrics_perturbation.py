@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import statistics
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -49,6 +52,7 @@ def _ref_keep(maps: list[torch.Tensor], mode: str, masking: str) -> list[torch.T
 def _reference(model, x, maps, targets, logits, threshold):
     """Per-image loops over ranks, baselines, modes, maskings, contrasts; returns dict of means."""
     sums: dict[str, float] = {}
+    samples: dict[str, list[float]] = {}  # per-sample values of relprob / prob per cell
     count = 0
     k_size, sigma = 29, 15 * x.shape[-1] / 224  # 64 px: round(101 * 64 / 224) = 29, odd
     for i in range(x.shape[0]):
@@ -81,6 +85,7 @@ def _reference(model, x, maps, targets, logits, threshold):
                             for q, v in (("relprob", rel), ("prob", pt), ("prob_drop", p[t] - pt)):
                                 key = f"eval/{q}/{M}/{r}/{b}/{mo}/{mk}/{c}"
                                 sums[key] = sums.get(key, 0.0) + float(v)
+                                samples.setdefault(key, []).append(float(v))
         for r, t in (("t1", t1), ("t2", t2)):
             y = logits[i]
             rel = torch.exp(y[t]) / (torch.exp(y[t1]) + torch.exp(y[t2]))
@@ -90,6 +95,16 @@ def _reference(model, x, maps, targets, logits, threshold):
             sums[key] = sums.get(key, 0.0) + float(p[t])
     out = {k: v / count for k, v in sums.items()}
     out[f"eval/count/{M}"] = float(count)
+    for key, wtd in samples.items():  # the paired statistics, by the textbook formulas
+        if not key.endswith("/weighted") or "/prob_drop/" in key:
+            continue
+        ori = samples[key.removesuffix("weighted") + "original"]
+        d = [w - o for w, o in zip(wtd, ori, strict=True)]
+        se = statistics.stdev(d) / math.sqrt(len(d))
+        mean, z = statistics.fmean(d), statistics.NormalDist().inv_cdf(0.975)
+        diff = key.replace("eval/", "eval/diff_", 1)
+        out.update({f"{diff}/mean": mean, f"{diff}/se": se, f"{diff}/lo": mean - z * se,
+                    f"{diff}/hi": mean + z * se, f"{diff}/n": float(len(d))})
     return out
 
 
