@@ -54,6 +54,15 @@ def _expected_keys(with_loc: bool, steps: tuple[int, ...] = (1,)) -> set[str]:
         for c in ("original", "mean", "max", "weighted"):
             keys |= {f"eval/{q}/gradient/{c}/n{s}" for s in steps}
     keys |= {f"eval/{q}/gradient" for q in ("clean_acc", "clean_logit", "clean_prob", "count")}
+    # every compared cell's paired difference <contrast> - original
+    stats = ("mean", "se", "lo", "hi", "n")
+    for key in list(keys):
+        parts = key.split("/")
+        if parts[1] in ("relprob", "prob") and parts[-1] == "weighted" or (
+                parts[1].startswith("delta_") and parts[3] != "original") or (
+                parts[1] in ("differ_share", "shared_share", "pointing_differ",
+                             "pointing_shared") and parts[-1] == "weighted"):
+            keys |= {f"eval/diff_{key[5:]}/{s}" for s in stats}
     return keys
 
 
