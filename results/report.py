@@ -112,6 +112,8 @@ def render_report(
     for spec in TABLES:
         for table in spec_tables(spec, results):
             out += [f"## {table.heading or table.title}", "", spec.text, "", markdown(table), ""]
+            if table.note:  # what bold means, wins / losses / ties, pairs per cell
+                out += [table.note, ""]
             if spec.name == "gradient_sign":
                 out += [*_clean_gradient_sign_lines(results), ""]
             if empty_shared and spec.name in ("localisation", "pointing"):

@@ -8,11 +8,24 @@ the keys come in (results.json is key-sorted: ``n10`` before ``n2``).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 
-from results.schema import AXES, TABLES, ResultKey, TableSpec, parse_results, quantity
+from results.schema import (
+    AXES,
+    TABLES,
+    ResultKey,
+    TableSpec,
+    paired_key,
+    paired_verdict,
+    parse_results,
+    quantity,
+)
 from results.tables import CONSOLE_WIDTH, Cell, Table, number, rich_tables, text
+
+SIGNIFICANCE = ("bold: the better of the contrast and the original where the 95 % interval of "
+                "their per-sample difference excludes 0; neither bold: a tie")
 
 
 def _combos(keys: Sequence[ResultKey], axes: Sequence[str]) -> list[tuple[str, ...]]:
@@ -55,6 +68,8 @@ def spec_tables(spec: TableSpec, results: Mapping[str, float]) -> list[Table]:
              *(AXES[a].title(v) for a, v in zip(spec.columns, c, strict=True)))
             for q, c in columns
         ]
+        tally: dict[str, Tally] = {}
+        placed: dict[ResultKey, tuple[int, int]] = {}  # cell of each key: (row, column)
         lead = [spec.lead[1]] if spec.lead else []
         table = Table(spec.title.format(**where), [*spec.rows, *lead], paths,
                       name="/".join(split) or spec.name, heading=spec.heading.format(**where))
@@ -66,11 +81,66 @@ def spec_tables(spec: TableSpec, results: Mapping[str, float]) -> list[Table]:
                 cells.append(number(results.get(str(lead_key))))
             for q, col in columns:
                 key = ResultKey(q, **coords, **_coords(spec.columns, col))
+                placed[key] = (len(table.rows), len(cells))
                 cells.append(number(results.get(str(key))))
             table.rows.append(cells)
+        _mark_winners(table.rows, placed, results, tally)
+        table.note = tally_note(tally)
         if table.rows and table.columns:
             tables.append(table)
     return tables
+
+
+@dataclasses.dataclass
+class Tally:
+    """One contrast's comparisons with the original in a table: verdict counts, pair counts."""
+
+    win: int = 0
+    loss: int = 0
+    tie: int = 0
+    pairs: list[int] = dataclasses.field(default_factory=list)
+
+    def text(self, contrast: str) -> str:
+        """``"wtd vs ori: 5 wins, 1 loss, 6 ties of 12 cells; n = 116 pairs per cell"``."""
+        w, lo, t = self.win, self.loss, self.tie
+        ns = sorted(self.pairs)
+        n = "" if not ns else (f"; n = {ns[0]} pairs per cell" if ns[0] == ns[-1]
+                               else f"; n = {ns[0]}-{ns[-1]} pairs per cell")
+        return (f"{AXES['contrast'].title(contrast)} vs ori: {w} win{'s' * (w != 1)}, {lo} "
+                f"loss{'es' * (lo != 1)}, {t} tie{'s' * (t != 1)} of {w + lo + t} cells{n}")
+
+
+def _mark_winners(rows: list[list[Cell]], placed: dict[ResultKey, tuple[int, int]],
+                  results: Mapping[str, float], tally: dict[str, Tally]) -> None:
+    """Bold a contrast's cell where it beats the original significantly, the original's where
+    it beats every contrast compared with it; count wins, losses and ties per contrast and
+    gather the cells' pair counts into ``tally``."""
+    losses: dict[ResultKey, list[bool]] = {}  # original's key -> whether each contrast lost
+    for key, (r, i) in placed.items():
+        verdict = paired_verdict(results, key)
+        if verdict is None or key.contrast is None:
+            continue
+        entry = tally.setdefault(key.contrast, Tally())
+        setattr(entry, verdict, getattr(entry, verdict) + 1)
+        n = results.get(str(paired_key(key, "n")))
+        if n is not None:
+            entry.pairs.append(int(n))
+        losses.setdefault(key.with_(contrast="original"), []).append(verdict == "loss")
+        if verdict == "win":
+            rows[r][i] = dataclasses.replace(rows[r][i], bold=True)
+    for ori, lost in losses.items():
+        if all(lost) and ori in placed:
+            r, i = placed[ori]
+            rows[r][i] = dataclasses.replace(rows[r][i], bold=True)
+
+
+def tally_note(tally: Mapping[str, Tally]) -> str:
+    """Each compared contrast's counts and what bold means; empty without paired keys (results
+    written before they existed)."""
+    if not tally:
+        return ""
+    counts = "; ".join(tally[c].text(c) for c in AXES["contrast"].order(tally))
+    return f"{counts}. {SIGNIFICANCE[0].upper()}{SIGNIFICANCE[1:]}."
 
 
 def run_tables(results: Mapping[str, float]) -> list[Table]:

@@ -412,3 +412,27 @@ def paired_key(key: ResultKey, stat: str) -> ResultKey:
     """The paired key of a compared value's key: ``relprob/.../weighted`` -> ``diff_relprob/
     .../weighted/<stat>`` (the difference weighted - original of that cell)."""
     return ResultKey(PAIRED_PREFIX + key.quantity, **key.coordinates(), stat=stat)
+
+
+def verdict(lo: float | None, hi: float | None, higher_is_better: bool | None = True
+            ) -> str | None:
+    """``"win"`` / ``"loss"`` for the compared contrast where the 95 % interval [lo, hi] of
+    contrast - original excludes 0 (in the better / worse direction), ``"tie"`` where it holds 0,
+    None where there is no interval (missing, NaN: fewer than 2 pairs) or no direction."""
+    if lo is None or hi is None or lo != lo or hi != hi or higher_is_better is None:
+        return None
+    if lo > 0:
+        return "win" if higher_is_better else "loss"
+    if hi < 0:
+        return "loss" if higher_is_better else "win"
+    return "tie"
+
+
+def paired_verdict(results: Mapping[str, float], key: ResultKey) -> str | None:
+    """:func:`verdict` of the cell ``key`` (a compared value's key, its contrast not the
+    original) from the paired keys in ``results``; None where they are missing."""
+    if key.contrast in (None, "original") or (PAIRED_PREFIX + key.quantity,
+                                               len(key.spec.axes) + 1) not in _BY_SHAPE:
+        return None
+    return verdict(results.get(str(paired_key(key, "lo"))),
+                   results.get(str(paired_key(key, "hi"))), higher_is_better(key))

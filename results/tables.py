@@ -65,6 +65,7 @@ class Table:
     caption: str = ""  # LaTeX caption (plain text)
     midrules: set[int] = field(default_factory=set)  # LaTeX: a rule before these rows
     keys_tex: list[str] | None = None  # LaTeX headers of the key columns (already TeX)
+    note: str = ""  # a line under the table: what bold means, win / loss / tie counts, n
 
     @property
     def header(self) -> list[str]:
@@ -171,8 +172,9 @@ def latex(table: Table, label: str | None = None) -> str:
             body.append(r"\midrule")
         body.append(" & ".join(_tex(c) for c in row) + r" \\")
     lines = [r"\begin{table*}[t]", r"\centering", r"\scriptsize", r"\setlength{\tabcolsep}{3pt}"]
-    if table.caption:
-        lines.append(rf"\caption{{{tex_escape(table.caption)}}}")
+    caption = " ".join(c for c in (table.caption, table.note) if c)
+    if caption:
+        lines.append(rf"\caption{{{tex_escape(caption)}}}")
     name = label or table.name
     if name:
         lines.append(rf"\label{{{name}}}")
@@ -200,10 +202,11 @@ def table_csv(table: Table) -> str:
 
 
 # ---------------------------------------------------------------------------------- console
-def _rich(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]):  # -> rich Table
+def _rich(title: str, header: Sequence[str], rows: Sequence[Sequence[str]],
+          caption: str = ""):  # -> rich Table
     from rich.table import Table as RichTable
 
-    out = RichTable(title=title)
+    out = RichTable(title=title, caption=caption or None)
     for name in header:
         # "GaussBlur Pos ori" -> two lines: the group on top keeps the column narrow
         out.add_column(name.replace(" ", "\n", 1) if " " in name else name, justify="right")
@@ -225,12 +228,17 @@ def rich_tables(table: Table, width: int = CONSOLE_WIDTH) -> list[object]:
     """Rich tables of at most ``width`` characters: the key columns in each, then as many whole
     column groups as fit (a group wider than ``width`` alone still gets a table of its own).
     Titles say which part of how many a table is."""
-    header, rows = table.header, table.texts()
+    from rich.markup import escape
+
+    header = table.header
+    rows = [[(f"[bold]{escape(c.text)}[/bold]" if c.bold else escape(c.text)) + escape(c.mark)
+             for c in row] for row in table.rows]
     keys = list(range(len(table.keys)))
 
     def build(cols: list[int], name: str) -> object:
         idx = [*keys, *cols]
-        return _rich(name, [header[i] for i in idx], [[r[i] for i in idx] for r in rows])
+        return _rich(name, [header[i] for i in idx], [[r[i] for i in idx] for r in rows],
+                     table.note)
 
     chunks: list[list[int]] = []
     for group in table.groups() or [[]]:

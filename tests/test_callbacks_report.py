@@ -278,3 +278,52 @@ def test_gradient_sign_columns_in_step_order_from_sorted_json() -> None:
     header, rows = _table(res, "gradient_sign")
     assert header == ["contrast", "delta_prob n1", "delta_prob n2", "delta_prob n10"]
     assert rows == [["weighted", "1.000", "2.000", "10.000"]]
+
+
+def _paired(res: dict[str, float], key: str, lo: float, hi: float, n: int = 13) -> None:
+    """The paired keys of ``key`` (a weighted cell) with the interval [lo, hi]."""
+    diff = key.replace("eval/", "eval/diff_", 1)
+    res.update({f"{diff}/mean": (lo + hi) / 2, f"{diff}/se": (hi - lo) / 3.92,
+                f"{diff}/lo": lo, f"{diff}/hi": hi, f"{diff}/n": float(n)})
+
+
+def test_bold_only_where_the_interval_excludes_zero() -> None:
+    """Bold the significantly better of ori / wtd in the cell's direction; count the rest as
+    ties; the note says so with the pairs per cell, in markdown, report.md, LaTeX and console."""
+    res = _results()
+    cell = "eval/relprob/gradcam/t1/{}/threshold/weighted"
+    _paired(res, cell.format("blur/pos"), 0.01, 0.03)  # wtd higher, Pos: wtd wins
+    _paired(res, cell.format("zeros/pos"), -0.03, -0.01)  # wtd lower, Pos: ori wins
+    _paired(res, cell.format("zeros/neg"), -0.03, -0.01)  # wtd lower, Neg: wtd wins
+    _paired(res, cell.format("mean/pos"), -0.001, 0.05, n=12)  # 0 inside: a tie
+    table = next(t for t in spec_tables(table_spec("perturbation"), res) if t.name == "threshold")
+    header, rows = table.header, table.texts()
+    gc = rows[2]
+    assert gc[:2] == ["GC", "t1"]
+    bold = [header[i] for i, c in enumerate(gc) if c.startswith("**")]
+    assert bold == ["GaussBlur Pos wtd", "Zeros Pos ori", "Zeros Neg wtd"]
+    assert not any("**" in c for r in rows[:2] + rows[3:] for c in r)  # no interval, no bold
+    assert table.note.startswith("wtd vs ori: 2 wins, 1 loss, 1 tie of 4 cells; "
+                                 "n = 12-13 pairs per cell. Bold: ")
+    text = render_report(res)
+    assert table.note in text and "| GC | t1 | 0.700 | 0.000 | **0.001** |" in text
+    from results.tables import latex
+    assert r"\textbf{0.001}" in latex(table) and "2 wins, 1 loss, 1 tie" in latex(table)
+    console = "\n".join(line for t in rich_tables(table, 200) for line in _render(t, 200))
+    assert "2 wins, 1 loss, 1 tie" in console and "**" not in console
+    # results written before paired keys existed: no bold, no note
+    assert spec_tables(table_spec("perturbation"), _results())[0].note == ""
+
+
+def test_gradient_sign_and_localisation_count_their_comparisons() -> None:
+    res = _results()
+    _paired(res, "eval/delta_acc/gradient/weighted/n1", -0.5, -0.1, n=50)  # lower: wtd loses
+    _paired(res, "eval/shared_share/gradcam/t1/weighted", -0.4, -0.2)  # lower shared: wins
+    _paired(res, "eval/differ_share/gradcam/t1/weighted", -0.1, 0.3)
+    _, rows = _table(res, "gradient_sign")
+    assert rows == [["original", "**0.250**"], ["weighted", "-0.125"]]
+    table = spec_tables(table_spec("localisation"), res)[0]
+    assert table.texts()[1] == ["GC", "t1", "0.200", "0.400", "0.600", "**0.300**"]
+    assert table.note.startswith("wtd vs ori: 1 win, 0 losses, 1 tie of 2 cells; n = 13 pairs")
+    note = spec_tables(table_spec("gradient_sign"), res)[0].note
+    assert note.startswith("wtd vs ori: 0 wins, 1 loss, 0 ties of 1 cells; n = 50 pairs")

@@ -58,7 +58,7 @@ def _expected_keys(with_loc: bool, steps: tuple[int, ...] = (1,)) -> set[str]:
     stats = ("mean", "se", "lo", "hi", "n")
     for key in list(keys):
         parts = key.split("/")
-        if parts[1] in ("relprob", "prob") and parts[-1] == "weighted" or (
+        if (parts[1] in ("relprob", "prob") and parts[-1] == "weighted") or (
                 parts[1].startswith("delta_") and parts[3] != "original") or (
                 parts[1] in ("differ_share", "shared_share", "pointing_differ",
                              "pointing_shared") and parts[-1] == "weighted"):

@@ -9,9 +9,16 @@ import pytest
 import torch
 from torchmetrics import Metric
 
-from metrics.functional.paired import Z95, paired_stats, paired_sums, verdict
+from metrics.functional.paired import Z95, paired_stats, paired_sums
 from metrics.paired import add_paired_state, paired_results, update_paired
-from results.schema import PAIRED_STATS, ResultKey, higher_is_better, paired_key
+from results.schema import (
+    PAIRED_STATS,
+    ResultKey,
+    higher_is_better,
+    paired_key,
+    paired_verdict,
+    verdict,
+)
 
 
 def test_statistics_by_hand() -> None:
@@ -110,3 +117,12 @@ def test_paired_keys_parse_and_point_the_right_way() -> None:
     assert higher_is_better(shared) is False
     with pytest.raises(ValueError, match="stat 'sd'"):
         ResultKey.parse("eval/diff_relprob/gradcam/t1/blur/neg/threshold/weighted/sd")
+
+
+def test_paired_verdict_reads_the_interval_in_the_modes_direction() -> None:
+    key = ResultKey("relprob", "gradcam", "t1", "blur", "neg", "threshold", "weighted")
+    results = {str(paired_key(key, "lo")): -0.2, str(paired_key(key, "hi")): -0.1}
+    assert paired_verdict(results, key) == "win"  # Neg: lower is better
+    assert paired_verdict(results, key.with_(mode="pos")) is None  # no such keys
+    assert paired_verdict(results, key.with_(contrast="original")) is None
+    assert paired_verdict({}, ResultKey("clean_relprob", "gradcam", "t1")) is None

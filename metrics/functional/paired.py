@@ -54,15 +54,3 @@ def paired_stats(sums: Tensor) -> Tensor:
     se = torch.where(n >= 2, se, torch.full_like(se, float("nan")))
     return torch.stack([mean, se, mean - Z95 * se, mean + Z95 * se, n])
 
-
-def verdict(lo: float | None, hi: float | None, higher_is_better: bool = True) -> str | None:
-    """``"win"`` / ``"loss"`` for the compared contrast where the 95 % interval [lo, hi] of
-    other - original excludes 0 (in the better / worse direction), ``"tie"`` where it holds 0,
-    None where there is no interval (missing or NaN: fewer than 2 pairs)."""
-    if lo is None or hi is None or lo != lo or hi != hi:
-        return None
-    if lo > 0:
-        return "win" if higher_is_better else "loss"
-    if hi < 0:
-        return "loss" if higher_is_better else "win"
-    return "tie"
