@@ -18,9 +18,13 @@ INTRO = (
     "the mean over the test samples whose second probability exceeds the threshold (n of them; "
     "0.1 in the paper); p_t: the same ratio on the clean image. Pos: the map's positive region "
     "kept, the rest replaced (higher is better); Neg: its negative region kept (lower is "
-    "better). **Bold**: the better of ori / wtd in that direction, compared on the unrounded "
-    "values. Rows `ours` are the runs listed under Runs; the other rows are published numbers, "
-    "tagged with their source (`sweeps/paper_numbers.json`)."
+    "better). **Bold** (ours): the better of ori / wtd in that direction where the 95 % interval "
+    "of the per-sample difference wtd - ori excludes 0 (normal approximation over the n "
+    "samples); neither bold: a tie. With several seeds a number is the mean ± standard "
+    "deviation over the seeds, and a pair is won or lost only where every seed's interval says "
+    "so. Published rows (and runs without paired keys) bold the better number. W/L/T: wtd's "
+    "wins, losses and ties against ori. Rows `ours` are the runs listed under Runs; the "
+    "other rows are published numbers, tagged with their source (`sweeps/paper_numbers.json`)."
 )
 KEYS = ["data", "method", "t", "source", "n", "p_t"]
 KEYS_TEX = ["Data", "Method", "$t$", "Source", "$n$", "$p_t$"]
@@ -30,7 +34,12 @@ def _cell(number: Number) -> Cell:
     if number.value is None:
         return Cell(DASH)
     text = "nan" if not number.present else (number.printed or f"{number.value:.3f}")
-    return Cell(text, number.value, bold=number.bold, mark=DAGGER if number.sic else "")
+    tex = None
+    if number.present and number.sd is not None:  # mean ± sd over seeds
+        tex = f"{text}$\\pm${number.sd:.3f}"
+        text = f"{text} ± {number.sd:.3f}"
+    return Cell(text, number.value, bold=number.bold, mark=DAGGER if number.sic else "",
+                tex=tex)
 
 
 def _count(value: float | None) -> Cell:
@@ -45,14 +54,32 @@ def pair_columns() -> list[tuple[str, ...]]:
 
 
 def _wins(row: Row) -> Cell:
-    wins, total = row.weighted_better()
-    return Cell(f"{wins}/{total}", float(wins)) if total else Cell(DASH)
+    wins, losses, ties = row.counts()
+    if not wins + losses + ties:
+        return Cell(DASH)
+    text = f"{wins}/{losses}/{ties}"
+    if len(row.seeds) > 1:  # each seed's own counts
+        text += " (" + ", ".join(f"{w}/{lo}/{t}" for w, lo, t in row.per_seed) + ")"
+    return Cell(text, float(wins))
+
+
+def counts_text(table: PaperTable) -> str:
+    """``"Weighted vs original (ours): 40 wins, 2 losses, 6 ties of 48 cell pairs."``, with
+    each seed's counts where rows have several seeds."""
+    wins, losses, ties = table.ours_counts()
+    text = (f"Weighted vs original (ours): {wins} wins, {losses} losses, {ties} ties of "
+            f"{wins + losses + ties} cell pairs")
+    seeds = table.seed_counts()
+    if seeds:
+        text += " (every seed's interval agreeing); per seed: " + ", ".join(
+            f"seed {s}: {w}/{lo}/{t}" for s, (w, lo, t) in seeds.items())
+    return text + "."
 
 
 def agreement_text(table: PaperTable) -> str:
-    """One sentence per table: our wtd-better count, and per source its count and ours vs it."""
-    wins, total = table.ours_weighted_better()
-    parts = [f"Weighted better than original in {wins} of {total} cell pairs (ours)."]
+    """One sentence per table: our wins / losses / ties, and per source its wtd-better count and
+    how often its winner is ours."""
+    parts = [counts_text(table)]
     for agg in table.agreement():
         tag = f"{agg.source.title} [{agg.source.tag}]"
         parts.append(f"{tag}: weighted better in {agg.published_wtd_better} of the same "
@@ -71,8 +98,8 @@ def _gap_text(table: PaperTable) -> str | None:
 def as_table(table: PaperTable, wins: bool = True) -> Table:
     """The paper table as a ``Table``: our rows headed by data / method / t, each published row
     under ours with its source; LaTeX caption and label, a rule between data sets. ``wins``: a
-    last column with each row's weighted-better count (the markdown's, not the paper's)."""
-    out = Table(table.title, list(KEYS), [*pair_columns(), *([("wtd better",)] if wins else [])],
+    last column with each row's wtd wins / losses / ties (the markdown's, not the paper's)."""
+    out = Table(table.title, list(KEYS), [*pair_columns(), *([("wtd W/L/T",)] if wins else [])],
                 name="tab:whynot-" + "-".join(
                     "".join(ch if ch.isalnum() else "-" for ch in part)
                     for part in table.key.split("/")),
@@ -89,11 +116,10 @@ def as_table(table: PaperTable, wins: bool = True) -> Table:
         cells = [_cell(c) for pair in row.pairs for c in pair]
         out.rows.append([*head, Cell(row.source), _count(row.count), _cell(row.clean), *cells,
                          *([_wins(row)] if wins else [])])
-    wins, total = table.ours_weighted_better()
     caption = [f"{BACKBONE_TITLES.get(table.backbone, table.backbone)}, {table.masking} "
                "masking: relative probability r_t on perturbed images (Pos: higher is better; "
-               "Neg: lower is better; bold: the better of ori/wtd). Weighted better than "
-               f"original in {wins} of {total} cell pairs."]
+               "Neg: lower is better; bold: the better of ori/wtd where the 95 % interval of "
+               "the per-sample difference excludes 0; n: samples). " + counts_text(table)]
     for agg in table.agreement():
         caption.append(f"{agg.source.title} [{agg.source.tag}]: weighted better in "
                        f"{agg.published_wtd_better} of the same {agg.pairs}, the same winner as "
@@ -181,7 +207,7 @@ def render_latex(tables: Sequence[PaperTable]) -> str:
 
 CSV_FIELDS = ("experiment", "dataset", "backbone", "protocol", "in_tables", "results_path",
               "key", "quantity", *KEY_AXES, "value", "paper", "paper_source", "reproduction",
-              "reproduction_source")
+              "reproduction_source", "seed")
 
 
 def _published(paper: PaperNumbers, run: Run, key: ResultKey) -> dict[str, object]:
@@ -218,6 +244,7 @@ def csv_rows(collection: Collection, paper: PaperNumbers) -> list[dict[str, obje
                 "experiment": run.experiment, "dataset": run.dataset_label,
                 "backbone": run.backbone, "protocol": run.protocol, "in_tables": in_tables,
                 "results_path": str(run.results_path), "key": text, "value": value,
+                "seed": run.seed,
             }
             key = ResultKey.try_parse(text)
             if key is not None:

@@ -9,6 +9,7 @@ or the newest one in the experiment folder ``E``); else from the experiment's na
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ class Run:
     finished: str  # ISO time (run.json's, else the file's mtime)
     info_from: str  # "run.json" | "config.yaml <path>" | "experiment name"
     problems: list[str] = field(default_factory=list)
+    seed: int | None = None  # the sweep's --seeds: E = <out>/<experiment>_seed<k>
 
     @property
     def label(self) -> str:
@@ -83,8 +85,24 @@ def _from_config(path: Path) -> tuple[str | None, str | None]:
     return class_path, model.get("backbone") if isinstance(model, dict) else None
 
 
+def seed_of(experiment: str) -> tuple[str, int | None]:
+    """``("cub200_alexnet", 2)`` for ``cub200_alexnet_seed2`` (a sweep with --seeds), else
+    ``(experiment, None)``."""
+    found = re.fullmatch(r"(.+)_seed(\d+)", experiment)
+    return (found[1], int(found[2])) if found else (experiment, None)
+
+
 def load_run(results_path: Path) -> Run | Unreadable:
-    """Read one results.json and identify its run."""
+    """Read one results.json and identify its run (and its seed, from the folder name)."""
+    run = _load_run(results_path)
+    if isinstance(run, Run):
+        run.seed = seed_of(_experiment_root(results_path).name)[1]
+        if run.seed is None:
+            run.seed = seed_of(run.experiment)[1]
+    return run
+
+
+def _load_run(results_path: Path) -> Run | Unreadable:
     try:
         results = read_results_json(results_path)
     except (OSError, ValueError) as err:  # JSONDecodeError is a ValueError
@@ -115,11 +133,12 @@ def load_run(results_path: Path) -> Run | Unreadable:
     class_path, backbone = _from_config(config) if config else (None, None)
     dataset = dataset_by(class_path=class_path) if class_path else None
     info_from = f"config.yaml {config}" if config and (dataset or backbone) else ""
-    by_name = dataset_of_experiment_name(experiment)
+    base = seed_of(experiment)[0]
+    by_name = dataset_of_experiment_name(base)
     if dataset is None:
         dataset = by_name
-    if backbone is None and by_name is not None and experiment != by_name.key:
-        backbone = experiment[len(by_name.key) + 1:]
+    if backbone is None and by_name is not None and base != by_name.key:
+        backbone = base[len(by_name.key) + 1:]
     if not info_from:
         info_from = "experiment name"
     if dataset is None or backbone is None:
@@ -186,12 +205,13 @@ def collect(paths: Sequence[Path], protocol: int | None = None) -> Collection:
             if run.protocol is None and current is not None:
                 run.problems.append("no run.json: protocol version unknown")
             kept.append(run)
-    newest: dict[tuple[str, str], Run] = {}
+    newest: dict[tuple[str, str, int | None], Run] = {}
     for run in sorted(kept, key=lambda r: r.finished):
-        key = (run.backbone, run.dataset_label)
+        key = (run.backbone, run.dataset_label, run.seed)
         if key in newest:
             old = newest[key]
-            left_out.append((old, f"an older run of {run.dataset_label} / {run.backbone}; "
+            seed = "" if run.seed is None else f" / seed {run.seed}"
+            left_out.append((old, f"an older run of {run.dataset_label} / {run.backbone}{seed}; "
                                   f"the tables use {run.results_path}"))
         newest[key] = run
     for run in newest.values():

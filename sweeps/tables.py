@@ -4,13 +4,20 @@ Layout of the paper's appendix tables (docs/protocol.md §2.6): rows dataset x m
 columns p_t, then GaussBlur / Zeros / ChMean x Pos / Neg x ori / wtd. Below each of our rows, the
 published rows for the same cell (App. Table 2, App. Table 3, the reproduction) where
 ``paper_numbers.json`` has them. In Pos columns higher is better, in Neg columns lower.
+
+Our winner of a cell pair is decided by the 95 % interval of the per-sample paired difference
+wtd - ori (``diff_relprob`` keys): a win or a loss where it excludes 0, a tie otherwise. Runs of
+the same experiment with several seeds share one row: each number is the mean over the seeds
+(with their standard deviation), a pair is won or lost only where every seed's interval says so,
+and each seed's own win / loss / tie counts are kept. Published rows and runs written before the
+paired keys existed compare the numbers themselves.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from results.schema import (
     AXES,
@@ -20,6 +27,7 @@ from results.schema import (
     RANKS,
     ResultKey,
     axis_values,
+    paired_verdict,
     parse_results,
 )
 from sweeps.experiments import BACKBONE_TITLES, DATASETS
@@ -39,6 +47,7 @@ class Number:
     printed: str = ""
     sic: str = ""
     bold: bool = False
+    sd: float | None = None  # standard deviation over seeds (ours, with several seeds)
 
     @property
     def present(self) -> bool:
@@ -57,15 +66,29 @@ class Row:
     count: float | None  # our samples with p_t2 > threshold; None for published rows
     clean: Number
     pairs: list[tuple[Number, Number]]  # (ori, wtd) per PAIRS
+    # ours: per pair, wtd's verdict from the paired intervals (None: compare the numbers)
+    verdicts: list[str | None] = field(default_factory=list)
+    seeds: list[int | None] = field(default_factory=list)  # ours: the runs' seeds
+    per_seed: list[tuple[int, int, int]] = field(default_factory=list)  # (wins, losses, ties)
+
+    def outcomes(self) -> list[str]:
+        """wtd's verdict (win / loss / tie) of each pair with both numbers."""
+        out = []
+        for i, ((ori, wtd), (_, mode)) in enumerate(zip(self.pairs, PAIRS, strict=True)):
+            if ori.present and wtd.present:
+                given = self.verdicts[i] if i < len(self.verdicts) else None
+                out.append(given or by_value(ori, wtd, mode))
+        return out
+
+    def counts(self) -> tuple[int, int, int]:
+        """(wins, losses, ties) of wtd against ori over the pairs with both numbers."""
+        found = self.outcomes()
+        return found.count("win"), found.count("loss"), found.count("tie")
 
     def weighted_better(self) -> tuple[int, int]:
-        """(pairs where wtd beats ori in the paper's direction, pairs with both numbers)."""
-        wins = total = 0
-        for (ori, wtd), (_, mode) in zip(self.pairs, PAIRS, strict=True):
-            if ori.present and wtd.present:
-                total += 1
-                wins += better(wtd, ori, mode)
-        return wins, total
+        """(pairs where wtd wins, pairs with both numbers)."""
+        found = self.outcomes()
+        return found.count("win"), len(found)
 
 
 def better(a: Number, b: Number, mode: str) -> bool:
@@ -74,11 +97,18 @@ def better(a: Number, b: Number, mode: str) -> bool:
     return a.value > b.value if mode == "pos" else a.value < b.value
 
 
-def _bolded(ori: Number, wtd: Number, mode: str) -> tuple[Number, Number]:
+def by_value(ori: Number, wtd: Number, mode: str) -> str:
+    """wtd's verdict from the numbers alone (published rows, runs without paired keys)."""
+    return "win" if better(wtd, ori, mode) else "loss" if better(ori, wtd, mode) else "tie"
+
+
+def _bolded(ori: Number, wtd: Number, mode: str, verdict: str | None = None
+            ) -> tuple[Number, Number]:
+    """Bold the winner: ``verdict`` (from the intervals) where given, else the better number."""
     if not (ori.present and wtd.present):
         return ori, wtd
-    return (Number(ori.value, ori.printed, ori.sic, better(ori, wtd, mode)),
-            Number(wtd.value, wtd.printed, wtd.sic, better(wtd, ori, mode)))
+    verdict = verdict or by_value(ori, wtd, mode)
+    return (replace(ori, bold=verdict == "loss"), replace(wtd, bold=verdict == "win"))
 
 
 @dataclass
@@ -120,6 +150,23 @@ class PaperTable:
         counts = [r.weighted_better() for r in self.rows if r.source == "ours"]
         return sum(c[0] for c in counts), sum(c[1] for c in counts)
 
+    def ours_counts(self) -> tuple[int, int, int]:
+        """Over our rows: wtd's (wins, losses, ties) against ori."""
+        counts = [r.counts() for r in self.rows if r.source == "ours"]
+        return (sum(c[0] for c in counts), sum(c[1] for c in counts),
+                sum(c[2] for c in counts))
+
+    def seed_counts(self) -> dict[int | None, tuple[int, int, int]]:
+        """Over our rows, per seed: wtd's (wins, losses, ties) by that seed's intervals alone
+        (empty unless some row has several seeds)."""
+        out: dict[int | None, list[int]] = {}
+        for row in (r for r in self.rows if r.source == "ours" and len(r.seeds) > 1):
+            for seed, counts in zip(row.seeds, row.per_seed, strict=True):
+                total = out.setdefault(seed, [0, 0, 0])
+                for j in range(3):
+                    total[j] += counts[j]
+        return {k: (v[0], v[1], v[2]) for k, v in out.items()}
+
     def agreement(self) -> list[SourceAgreement]:
         """Per published source, over the cell pairs where ours and it both have numbers."""
         out = []
@@ -128,15 +175,17 @@ class PaperTable:
             agg = SourceAgreement(source)
             for row in (r for r in self.rows if r.source == source.tag):
                 mine = ours[(row.dataset, row.method, row.t)]
-                for (o, w), (po, pw), (_, mode) in zip(mine.pairs, row.pairs, PAIRS,
-                                                       strict=True):
+                for i, ((o, w), (po, pw), (_, mode)) in enumerate(
+                        zip(mine.pairs, row.pairs, PAIRS, strict=True)):
                     if not (o.present and w.present and po.present and pw.present):
                         continue
                     agg.pairs += 1
                     published = better(pw, po, mode)
                     agg.published_wtd_better += published
-                    # the same winner: both wtd, or both not-wtd (ori better or a tie)
-                    agg.same_winner += better(w, o, mode) == published
+                    # the same winner: both wtd, or both not-wtd (ori better or, ours, a tie)
+                    verdict = (mine.verdicts[i] if i < len(mine.verdicts) and mine.verdicts[i]
+                               else by_value(o, w, mode))
+                    agg.same_winner += (verdict == "win") == published
             out.append(agg)
         return out
 
@@ -160,15 +209,45 @@ def expected_keys(methods: Sequence[str], masking: str) -> list[str]:
     return [str(k) for k in keys]
 
 
-def _our_row(run: Run, method: str, t: str, masking: str) -> Row:
-    r = run.results
-    pairs = []
+def _mean_sd(values: list[float | None]) -> Number:
+    """The mean over seeds and, for several, their sample standard deviation (n - 1)."""
+    if not values or any(v is None for v in values):
+        return Number(None)
+    vals = [float(v) for v in values if v is not None]
+    mean = math.fsum(vals) / len(vals)
+    if len(vals) < 2:
+        return Number(mean)
+    return Number(mean, sd=math.sqrt(math.fsum((v - mean) ** 2 for v in vals) / (len(vals) - 1)))
+
+
+def _consensus(verdicts: list[str | None]) -> str | None:
+    """A win or loss where every seed's interval says so, else a tie; None where a seed has no
+    interval (its numbers are compared instead)."""
+    if not verdicts or any(v is None for v in verdicts):
+        return None
+    return verdicts[0] if len(set(verdicts)) == 1 and verdicts[0] != "tie" else "tie"
+
+
+def _our_row(runs: Sequence[Run], method: str, t: str, masking: str) -> Row:
+    """Our row of ``method`` / ``t`` over the runs of one experiment (one per seed)."""
+    pairs, verdicts = [], []
+    per_seed = [[0, 0, 0] for _ in runs]
     for b, mode in PAIRS:
-        ori, wtd = (Number(r.get(str(ResultKey("relprob", method, t, b, mode, masking, c))))
-                    for c in PAPER_CONTRASTS)
-        pairs.append(_bolded(ori, wtd, mode))
-    return Row(run.dataset_label, method, t, "ours", r.get(str(ResultKey("count", method))),
-               Number(r.get(str(ResultKey("clean_relprob", method, t)))), pairs)
+        keys = [ResultKey("relprob", method, t, b, mode, masking, c) for c in PAPER_CONTRASTS]
+        ori, wtd = (_mean_sd([r.results.get(str(k)) for r in runs]) for k in keys)
+        seeds = [paired_verdict(r.results, keys[1]) for r in runs]
+        for counts, v in zip(per_seed, seeds, strict=True):
+            if v is not None:
+                counts[("win", "loss", "tie").index(v)] += 1
+        verdict = _consensus(seeds)
+        verdicts.append(verdict)
+        pairs.append(_bolded(ori, wtd, mode, verdict))
+    count = _mean_sd([r.results.get(str(ResultKey("count", method))) for r in runs]).value
+    return Row(runs[0].dataset_label, method, t, "ours", count,
+               _mean_sd([r.results.get(str(ResultKey("clean_relprob", method, t)))
+                         for r in runs]),
+               pairs, verdicts, [r.seed for r in runs],
+               [(c[0], c[1], c[2]) for c in per_seed])
 
 
 def _published_row(paper: PaperNumbers, source: Source, dataset_key: str, label: str,
@@ -184,6 +263,14 @@ def _published_row(paper: PaperNumbers, source: Source, dataset_key: str, label:
     pairs = [_bolded(cell(f"{b}/{mode}/{ori}"), cell(f"{b}/{mode}/{wtd}"), mode)
              for b, mode in PAIRS]
     return Row(label, method, t, source.tag, None, clean, pairs)
+
+
+def _by_experiment(runs: Sequence[Run]) -> list[list[Run]]:
+    """The runs grouped by data set (the seeds of one experiment together, by seed), in order."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.dataset_label, []).append(run)
+    return [sorted(g, key=lambda r: (r.seed is None, r.seed or 0)) for g in groups.values()]
 
 
 def build_tables(runs: Sequence[Run], paper: PaperNumbers) -> list[PaperTable]:
@@ -208,9 +295,11 @@ def build_tables(runs: Sequence[Run], paper: PaperNumbers) -> list[PaperTable]:
                     table.incomplete.append(
                         f"{run.label}: {len(missing)} of {len(expected)} keys this table needs "
                         f"are missing, e.g. {missing[0]}; its cells show —")
+            for seeds in _by_experiment(group):
+                run = seeds[0]
                 for method in methods:
                     for t in RANKS:
-                        table.rows.append(_our_row(run, method, t, masking))
+                        table.rows.append(_our_row(seeds, method, t, masking))
                         for source in sources:
                             key = run.dataset.key if run.dataset else ""
                             row = _published_row(paper, source, key, run.dataset_label, method,

@@ -11,7 +11,8 @@ from sweeps.tables import PaperTable
 
 def table_columns() -> list[str]:
     """Column names of a paper table on W&B (``GaussBlur Pos wtd``, ...)."""
-    return [*KEYS, *(" ".join(p) for p in pair_columns()), "wtd better", "pairs"]
+    return [*KEYS, *(" ".join(p) for p in pair_columns()), "wtd better", "pairs", "wtd losses",
+            "ties"]
 
 
 def table_data(table: PaperTable) -> list[list[object]]:
@@ -19,9 +20,9 @@ def table_data(table: PaperTable) -> list[list[object]]:
     data = []
     for row in table.rows:
         values = [c.value for pair in row.pairs for c in pair]
-        wins, total = row.weighted_better()
+        wins, losses, ties = row.counts()
         data.append([row.dataset, row.method, row.t, row.source, row.count, row.clean.value,
-                     *values, wins, total])
+                     *values, wins, wins + losses + ties, losses, ties])
     return data
 
 
@@ -58,6 +59,9 @@ def log_summary_run(tables: Sequence[PaperTable], csv_rows: Sequence[dict[str, o
         for table in tables:
             wins, total = table.ours_weighted_better()
             run.summary[f"agreement/{table.key}/wtd_better"] = wins
+            _, losses, ties = table.ours_counts()
+            run.summary[f"agreement/{table.key}/wtd_losses"] = losses
+            run.summary[f"agreement/{table.key}/ties"] = ties
             run.summary[f"agreement/{table.key}/pairs"] = total
             for agg in table.agreement():
                 base = f"agreement/{table.key}/{agg.source.tag}"

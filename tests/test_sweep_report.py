@@ -197,33 +197,34 @@ def test_report_tables_bold_agreement_and_reported_runs(runs: dict[str, Path],
     # header: data method t source n p_t | GB Pos ori wtd | GB Neg ori wtd | Z ... | M ... | wins
     gc_t1 = next(r for r in rows if r[:4] == ["CUB", "GC", "t1", "ours"])
     assert gc_t1[4:10] == ["50", "0.698", "**0.900**", "0.800", "**0.200**", "0.300"]
-    assert gc_t1[-1] == "4/6"
+    assert gc_t1[-1] == "4/2/0"  # no paired keys in these runs: the numbers decide
     published = rows[rows.index(gc_t1) + 1]  # App. Table 2's row right under ours
     assert published[:6] == ["", "", "", "APP-T2", "—", "0.698"]
     assert published[6:10] == ["0.762", "**0.824**", "0.415", "**0.228**"]
-    assert published[-1] == "6/6"
+    assert published[-1] == "6/0/0"
     fgvc_la_t2 = next(r for r in rows if r[:4] == ["FGVC", "LA", "t2", "ours"])
     # Neg columns: the lower is bold (GB Neg ori 0.351 vs wtd 0.169)
     assert fgvc_la_t2[8:10] == ["0.351", "**0.169**"]
     assert [r[0] for r in rows if r[3] == "ours"] == ["CUB"] * 4 + ["FGVC"] * 4
     assert [r[1] for r in rows if r[3] == "ours"][:4] == ["LA", "LA", "GC", "GC"]
     section = _section(md, "AlexNet, threshold masking")
-    assert ("Weighted better than original in 46 of 48 cell pairs (ours). App. Table 2 "
+    assert ("Weighted vs original (ours): 46 wins, 2 losses, 0 ties of 48 cell pairs. App. "
+            "Table 2 "
             "[APP-T2]: weighted better in 48 of the same 48; the same winner as ours in 46 of "
             "48.") in section
     equal = _section(md, "AlexNet, equal masking")
     assert "No published numbers for this backbone and masking." in equal
-    assert "in 46 of 48 cell pairs (ours)." in equal
+    assert "46 wins, 2 losses, 0 ties of 48 cell pairs." in equal
 
     vgg_threshold = _section(md, "VGG-16-BN, threshold masking")
     assert "main-text Table 1" in vgg_threshold and "not available" in vgg_threshold
     assert "APP-T3" not in vgg_threshold
     gc_t2 = next(r for r in _md_table(md, "VGG-16-BN, threshold")
                  if r[:4] == ["CUB", "GC", "t2", "ours"])
-    assert gc_t2[-3:] == ["0.445", "—", "5/5"]  # the missing key: a dash, not a number
+    assert gc_t2[-3:] == ["0.445", "—", "5/0/0"]  # the missing key: a dash, not a number
     assert "1 of 54 keys this table needs are missing, e.g. " \
            "eval/relprob/gradcam/t2/mean/neg/threshold/weighted" in vgg_threshold
-    assert "in 23 of 23 cell pairs (ours)" in vgg_threshold
+    assert "23 wins, 0 losses, 0 ties of 23 cell pairs" in vgg_threshold
 
     vgg_equal = _section(md, "VGG-16-BN, equal masking")
     assert "App. Table 3 [APP-T3]: weighted better in 24 of the same 24; the same winner as " \
@@ -334,8 +335,8 @@ def test_report_cli_prints_the_agreement_and_exits_nonzero_without_runs(
 
     assert main(["report", str(runs["A"]), str(runs["C"]), "--out", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
-    assert "AlexNet, threshold masking (beside App. Table 2): Weighted better than original " \
-           "in 46 of 48 cell pairs (ours)." in " ".join(out.split())
+    assert "AlexNet, threshold masking (beside App. Table 2): Weighted vs original (ours): 46 " \
+           "wins, 2 losses, 0 ties of 48 cell pairs." in " ".join(out.split())
     assert (tmp_path / "r" / "paper_tables.tex").is_file()
     assert main(["report", str(runs["empty"]), "--out", str(tmp_path / "r2")]) == 1
     assert "holds no results.json" in capsys.readouterr().out
@@ -362,3 +363,51 @@ def test_wandb_summary_run_holds_the_tables_offline(runs: dict[str, Path], tmp_p
     named = dict(zip(table["columns"], row, strict=True))
     assert named["GaussBlur Pos ori"] == 0.90 and named["GaussBlur Pos wtd"] == 0.80
     assert named["GaussBlur Neg wtd"] == 0.30 and named["wtd better"] == 4
+
+
+def _with_intervals(results: dict[str, float], width: float) -> dict[str, float]:
+    """Paired keys for every relprob pair: the interval wtd - ori ± ``width``."""
+    out = dict(results)
+    for key, wtd in results.items():
+        if key.startswith("eval/relprob/") and key.endswith("/weighted"):
+            d = wtd - results[key.removesuffix("weighted") + "original"]
+            diff = key.replace("eval/", "eval/diff_", 1)
+            out.update({f"{diff}/mean": d, f"{diff}/se": width / 1.96, f"{diff}/lo": d - width,
+                        f"{diff}/hi": d + width, f"{diff}/n": 50.0})
+    return out
+
+
+def test_seeds_share_a_row_with_mean_sd_and_per_seed_counts(tmp_path: Path) -> None:
+    """Three seeds of one experiment: one row per (method, t), numbers as mean ± sd over the
+    seeds; a pair is won only where every seed's interval excludes 0; each seed's counts."""
+    base = _results("APP-T2", "cub200", maskings=("threshold",), methods=("gradcam",))
+    widths = {0: 0.001, 1: 0.001, 2: 10.0}  # seed 2's intervals hold 0 everywhere: all ties
+    for seed, width in widths.items():
+        res = _with_intervals(base, width)
+        res["eval/relprob/gradcam/t1/blur/pos/threshold/weighted"] += 0.01 * seed
+        name = f"cub200_alexnet_seed{seed}"
+        _write_run(tmp_path / name / "evaluate" / "sweep", res,
+                   _run_json(name, "CUB-200-2011", "alexnet", 1, "2026-01-02T00:00:00+00:00"))
+    report = write_report([tmp_path], tmp_path / "report")
+    (table,) = report.tables
+    assert [r.seeds for r in table.rows if r.source == "ours"] == [[0, 1, 2]] * 2
+    md = (tmp_path / "report" / "paper_tables.md").read_text()
+    gc_t1 = next(r for r in _md_table(md, "AlexNet") if r[:4] == ["CUB", "GC", "t1", "ours"])
+    wtd = base["eval/relprob/gradcam/t1/blur/pos/threshold/weighted"]
+    assert gc_t1[7] == f"{wtd + 0.01:.3f} ± 0.010"  # mean and sd of +0, +0.01, +0.02
+    assert gc_t1[6] == \
+        f"{base['eval/relprob/gradcam/t1/blur/pos/threshold/original']:.3f} ± 0.000"
+    assert not any("**" in c for c in gc_t1)  # seed 2 ties everywhere: no consensus win
+    assert gc_t1[-1] == "0/0/6 (6/0/0, 6/0/0, 0/0/6)"
+    section = _section(md, "AlexNet")
+    assert ("Weighted vs original (ours): 0 wins, 0 losses, 12 ties of 12 cell pairs (every "
+            "seed's interval agreeing); per seed: seed 0: 12/0/0, seed 1: 12/0/0, seed 2: 0/0/12."
+            ) in " ".join(section.split())
+    tex = (tmp_path / "report" / "paper_tables.tex").read_text()
+    assert f"{wtd + 0.01:.3f}$\\pm$0.010" in tex
+    # without seed 2 every pair is a significant win: bold wtd
+    (tmp_path / "cub200_alexnet_seed2" / "evaluate" / "sweep" / "results.json").unlink()
+    md = (write_report([tmp_path], tmp_path / "r2"), (tmp_path / "r2" / "paper_tables.md"))[1]
+    gc_t1 = next(r for r in _md_table(md.read_text(), "AlexNet")
+                 if r[:4] == ["CUB", "GC", "t1", "ours"])
+    assert gc_t1[7].startswith("**") and gc_t1[-1] == "6/0/0 (6/0/0, 6/0/0)"
