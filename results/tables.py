@@ -235,10 +235,9 @@ def rich_tables(table: Table, width: int = CONSOLE_WIDTH) -> list[object]:
              for c in row] for row in table.rows]
     keys = list(range(len(table.keys)))
 
-    def build(cols: list[int], name: str) -> object:
+    def build(cols: list[int], name: str, note: str = table.note) -> object:
         idx = [*keys, *cols]
-        return _rich(name, [header[i] for i in idx], [[r[i] for i in idx] for r in rows],
-                     table.note)
+        return _rich(name, [header[i] for i in idx], [[r[i] for i in idx] for r in rows], note)
 
     chunks: list[list[int]] = []
     for group in table.groups() or [[]]:
@@ -248,4 +247,6 @@ def rich_tables(table: Table, width: int = CONSOLE_WIDTH) -> list[object]:
             chunks.append(list(group))
     if len(chunks) == 1:
         return [build(chunks[0], table.title)]
-    return [build(c, f"{table.title} ({i + 1}/{len(chunks)})") for i, c in enumerate(chunks)]
+    # the note once, under the last part
+    return [build(c, f"{table.title} ({i + 1}/{len(chunks)})",
+                  table.note if i == len(chunks) - 1 else "") for i, c in enumerate(chunks)]

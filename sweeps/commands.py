@@ -42,6 +42,7 @@ examples:
   python sweep.py --data_root /data                                  # the 10 experiments
   python sweep.py --data_root /data --datasets cub200 --backbones alexnet vgg16_bn
   python sweep.py --data_root /data --slurm --slurm_partition gpu --slurm_gpus 4
+  python sweep.py --experiments synthetic --seeds 0 1 2              # 3 seeds, mean ± sd
   python -m sweeps report outputs/*/evaluate/sweep --out outputs/report
 """
 
@@ -85,6 +86,10 @@ def sweep_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_report", action="store_true", help="do not gather the tables at the end")
     p.add_argument("--protocol", type=int, default=None,
                    help="whynot_protocol the tables are for (default: the newest found)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED",
+                   help="fine-tune and evaluate each experiment once per seed, in "
+                        "OUT/<experiment>_seed<k> (--seed_everything k); the tables give the "
+                        "mean ± sd over the seeds (default: once, with the config's seed)")
     s = p.add_argument_group("SLURM (--slurm writes OUT/sweeps/NAME/sweep.slurm and sweep.sh; "
                              "nothing runs)")
     s.add_argument("--slurm", action="store_true")
@@ -141,7 +146,7 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
         sweep_dir = args.out / "sweeps" / args.name
         steps = plan_steps(experiments, out=args.out, data_root=args.data_root,
                            overrides=overrides, sweep_name=args.name, logs=sweep_dir / "logs",
-                           stages=args.stages)
+                           stages=args.stages, seeds=args.seeds)
     except (ValueError, FileNotFoundError) as err:
         console.print(f"[bold red]error[/]: {escape(str(err))}", soft_wrap=True)
         return 2

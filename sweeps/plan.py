@@ -2,7 +2,9 @@
 
 Layout per experiment (the run-output contract, ``E = <out>/<experiment>``): the fit writes
 ``E/checkpoints/last.ckpt``; the sweep's evaluation writes into ``E/evaluate/sweep/``
-(``--evaluation.output_dir``), so finding it does not depend on version numbering.
+(``--evaluation.output_dir``), so finding it does not depend on version numbering. With
+``--seeds 0 1 2`` each experiment runs once per seed, in ``E = <out>/<experiment>_seed<k>`` with
+``--seed_everything k`` for both commands.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from errors import ConfigError
@@ -151,19 +153,36 @@ def wandb_env(sweep_name: str, stage: str, experiment: Experiment) -> dict[str, 
             "WANDB_TAGS": ",".join(experiment.tags)}
 
 
+def seeded(experiments: Sequence[Experiment], seeds: Sequence[int] | None
+           ) -> list[tuple[Experiment, list[str]]]:
+    """Each experiment with its seed options: as it is without ``seeds``, else one copy per
+    seed named ``<experiment>_seed<k>`` with ``--seed_everything k``."""
+    if not seeds:
+        return [(e, []) for e in experiments]
+    if len(set(seeds)) != len(seeds) or any(k < 0 for k in seeds):
+        raise ConfigError(f"--seeds {' '.join(map(str, seeds))}: give distinct seeds >= 0")
+    return [(replace(e, name=f"{e.name}_seed{k}"), ["--seed_everything", str(k)])
+            for e in experiments for k in seeds]
+
+
 def plan_steps(experiments: Sequence[Experiment], *, out: Path, data_root: Path | None,
                overrides: Sequence[str], sweep_name: str, logs: Path,
-               stages: Sequence[str] = STAGES) -> list[Step]:
-    """Fit then evaluate for each experiment, with the sweep's paths and the user's overrides.
+               stages: Sequence[str] = STAGES, seeds: Sequence[int] | None = None
+               ) -> list[Step]:
+    """Fit then evaluate for each experiment (and seed), with the sweep's paths and the user's
+    overrides.
 
     The sweep's own options come last so an override cannot move one experiment's outputs
     onto another's.
     """
     both, evaluate_only = route_overrides(overrides)
+    if seeds and any(option_name(g) == "seed_everything" for g in split_overrides(overrides)):
+        raise ConfigError("sweep: --seed_everything and --seeds together; --seeds sets "
+                          "--seed_everything for each run")
     steps: list[Step] = []
-    for e in experiments:
+    for e, seed_options in seeded(experiments, seeds):
         root = experiment_dir(out, e)
-        own = ["--trainer.default_root_dir", str(root)]
+        own = ["--trainer.default_root_dir", str(root), *seed_options]
         if e.dataset.folder is not None and data_root is not None:
             own += ["--data.root", str(data_root)]
         for stage in (s for s in STAGES if s in stages):

@@ -395,3 +395,54 @@ def test_ddp_overrides_pass_through_and_give_the_numbers_of_one_process(swept: d
     assert set(r1) == set(r2) and r2["eval/count/gradcam"] == 6
     for key, value in r1.items():
         assert r2[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_seeds_give_each_experiment_a_folder_and_seed_per_run(tmp_path: Path) -> None:
+    (exp,) = select_experiments(["cub200_alexnet"], None, None)
+    steps = plan_steps([exp], out=tmp_path / "o", data_root=Path("/data"), overrides=[],
+                       sweep_name="s", logs=tmp_path / "logs", seeds=[0, 2])
+    assert [(s.experiment.name, s.stage) for s in steps] == [
+        ("cub200_alexnet_seed0", "fit"), ("cub200_alexnet_seed0", "evaluate"),
+        ("cub200_alexnet_seed2", "fit"), ("cub200_alexnet_seed2", "evaluate")]
+    for step, seed in zip(steps, (0, 0, 2, 2), strict=True):
+        assert step.root == tmp_path / "o" / f"cub200_alexnet_seed{seed}"
+        i = step.argv.index("--seed_everything")
+        assert step.argv[i + 1] == str(seed)
+        assert step.log == tmp_path / "logs" / f"cub200_alexnet_seed{seed}.{step.stage}.log"
+    with pytest.raises(ValueError, match="--seed_everything and --seeds"):
+        plan_steps([exp], out=tmp_path, data_root=None, overrides=["--seed_everything", "3"],
+                   sweep_name="s", logs=tmp_path, seeds=[0, 1])
+    with pytest.raises(ValueError, match="distinct seeds"):
+        plan_steps([exp], out=tmp_path, data_root=None, overrides=[], sweep_name="s",
+                   logs=tmp_path, seeds=[1, 1])
+
+
+@pytest.mark.slow  # three fits and three evaluations through train.py / evaluate.py
+def test_sweep_with_seeds_writes_mean_and_sd_over_seeds(tmp_path: Path) -> None:
+    """``sweep.py --seeds 0 1 2`` on the synthetic set: a folder per seed, one table row per
+    (method, t) with mean ± sd over the three runs and each seed's win / loss / tie counts."""
+    synthetic = tmp_path / "synthetic_tiny.yaml"
+    synthetic.write_text(yaml.safe_dump(SYNTHETIC))
+    out = tmp_path / "out"
+    argv = ["--out", str(out), "--name", "s", *TINY, "--experiments", str(synthetic),
+            "--trainer.max_epochs", "1", "--seeds", "0", "1", "2"]
+    proc = subprocess.run([sys.executable, str(ROOT / "sweep.py"), *argv], capture_output=True,
+                          text=True, timeout=900, cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    results = [json.loads((out / f"synthetic_tiny_seed{k}" / "evaluate" / "sweep" /
+                           "results.json").read_text()) for k in range(3)]
+    key = "eval/relprob/gradcam/t1/zeros/pos/threshold/weighted"
+    values = [r[key] for r in results]
+    assert len(set(values)) == 3  # three seeds, three fine-tuned models
+    assert all(f"{key.replace('eval/', 'eval/diff_', 1)}/se" in r for r in results)
+    md = (out / "sweeps" / "s" / "paper_tables.md").read_text()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines()
+            if line.startswith("| Synthetic | GC | t1 |")]
+    (row,) = rows
+    mean = sum(values) / 3
+    sd = (sum((v - mean) ** 2 for v in values) / 2) ** 0.5
+    col = 6 + 2 * 2 + 1  # keys, then GaussBlur Pos / Neg, Zeros Pos wtd
+    assert row[col].strip("*") == f"{mean:.3f} ± {sd:.3f}"
+    assert row[-1].count("/") == 2 * 4  # W/L/T and each of the 3 seeds' W/L/T
+    assert "per seed: seed 0: " in " ".join(md.split())
