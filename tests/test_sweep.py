@@ -430,6 +430,11 @@ def test_sweep_with_seeds_writes_mean_and_sd_over_seeds(tmp_path: Path) -> None:
                           text=True, timeout=900, cwd=tmp_path,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    _check_seeded_sweep(out)
+
+
+def _check_seeded_sweep(out: Path) -> None:
+    """The three seeds' results and the threshold-masking paper table over them."""
     results = [json.loads((out / f"synthetic_tiny_seed{k}" / "evaluate" / "sweep" /
                            "results.json").read_text()) for k in range(3)]
     key = "eval/relprob/gradcam/t1/zeros/pos/threshold/weighted"
@@ -437,7 +442,8 @@ def test_sweep_with_seeds_writes_mean_and_sd_over_seeds(tmp_path: Path) -> None:
     assert len(set(values)) == 3  # three seeds, three fine-tuned models
     assert all(f"{key.replace('eval/', 'eval/diff_', 1)}/se" in r for r in results)
     md = (out / "sweeps" / "s" / "paper_tables.md").read_text()
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines()
+    threshold = md.split("threshold masking", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in threshold.splitlines()
             if line.startswith("| Synthetic | GC | t1 |")]
     (row,) = rows
     mean = sum(values) / 3
