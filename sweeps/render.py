@@ -16,14 +16,15 @@ DAGGER = "†"
 INTRO = (
     "Relative probability r_t = exp(y_t) / (exp(y_t1) + exp(y_t2)) on the perturbed images, "
     "the mean over the test samples whose second probability exceeds the threshold (n of them; "
-    "0.1 in the paper); p_t: the same ratio on the clean image. Pos: the map's positive region "
-    "kept, the rest replaced (higher is better); Neg: its negative region kept (lower is "
+    "0.1 in the paper); the r_t column: the same ratio on the clean image (the paper heads it "
+    "p_t). Pos: the map's positive region kept, the rest replaced (higher is better); Neg: its "
+    "negative region kept (lower is "
     "better). **Bold**: the better of ori / wtd in that direction, compared on the unrounded "
     "values. Rows `ours` are the runs listed under Runs; the other rows are published numbers, "
     "tagged with their source (`sweeps/paper_numbers.json`)."
 )
-KEYS = ["data", "method", "t", "source", "n", "p_t"]
-KEYS_TEX = ["Data", "Method", "$t$", "Source", "$n$", "$p_t$"]
+KEYS = ["data", "method", "t", "source", "n", "r_t"]
+KEYS_TEX = ["Data", "Method", "$t$", "Source", "$n$", "$r_t$"]
 
 
 def _cell(number: Number) -> Cell:

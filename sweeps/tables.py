@@ -1,8 +1,8 @@
 """The paper's tables over many runs: one per backbone and masking, ours beside the published.
 
 Layout of the paper's appendix tables (docs/protocol.md §2.6): rows dataset x method x {t1, t2};
-columns p_t, then GaussBlur / Zeros / ChMean x Pos / Neg x ori / wtd. Below each of our rows, the
-published rows for the same cell (App. Table 2, App. Table 3, the reproduction) where
+columns r_t (clean), then GaussBlur / Zeros / ChMean x Pos / Neg x ori / wtd. Below each of our
+rows, the published rows for the same cell (App. Table 2, App. Table 3, the reproduction) where
 ``paper_numbers.json`` has them. In Pos columns higher is better, in Neg columns lower.
 """
 
