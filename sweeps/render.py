@@ -9,6 +9,7 @@ from results.schema import AXES, KEY_AXES, ResultKey
 from results.tables import DASH, Cell, Table, csv_text, latex, markdown, markdown_table
 from sweeps.experiments import BACKBONE_TITLES
 from sweeps.paper import PaperNumbers
+from sweeps.recipe import FAR_MARK, RECIPE_EPOCHS, RECIPE_IMAGE_SIZE, run_settings
 from sweeps.runs import Collection, Run, Unreadable
 from sweeps.tables import PAIRS, Number, PaperTable, Row
 
@@ -88,7 +89,8 @@ def as_table(table: PaperTable, wins: bool = True) -> Table:
         head = ([Cell(row.dataset), Cell(AXES["method"].title(row.method)),
                  Cell(row.t, tex=f"$t_{row.t[1:]}$")] if ours else [Cell("")] * 3)
         cells = [_cell(c) for pair in row.pairs for c in pair]
-        out.rows.append([*head, Cell(row.source), _count(row.count), _cell(row.clean), *cells,
+        out.rows.append([*head, Cell(row.source, mark=FAR_MARK if row.far else ""),
+                         _count(row.count), _cell(row.clean), *cells,
                          *([_wins(row)] if wins else [])])
     wins, total = table.ours_weighted_better()
     caption = [f"{BACKBONE_TITLES.get(table.backbone, table.backbone)}, {table.masking} "
@@ -121,11 +123,13 @@ def _sic_notes(table: PaperTable) -> list[str]:
 
 
 def _run_lines(collection: Collection) -> list[str]:
+    settings = [run_settings(r.meta) for r in collection.runs]
     header = ["experiment", "dataset", "backbone", "protocol", "identified by", "finished",
-              "results"]
+              "results", *(settings[0] if settings else ())]
     rows = [[r.experiment, r.dataset_label, r.backbone,
              "?" if r.protocol is None else str(r.protocol), r.info_from.split(" ")[0],
-             r.finished, f"`{r.results_path}`"] for r in collection.runs]
+             r.finished, f"`{r.results_path}`", *s.values()]
+            for r, s in zip(collection.runs, settings, strict=True)]
     return [markdown_table(header, rows)] if rows else ["(none)"]
 
 
@@ -152,6 +156,11 @@ def render_markdown(tables: Sequence[PaperTable], collection: Collection) -> str
         notes = _sic_notes(table)
         if notes:
             out += [*(f"{n}  " for n in notes), ""]
+        far = sorted({f"{r.dataset}: {r.far}" for r in table.rows if r.far})
+        if far:
+            out += [f"{FAR_MARK} far from the paper's recipe (ImageNet-pretrained, "
+                    f"{RECIPE_EPOCHS} epochs, {RECIPE_IMAGE_SIZE} px), not a reproduction: "
+                    + "; ".join(far) + ".", ""]
         if table.incomplete:
             out += ["Runs with missing keys:", "", *(f"- {x}" for x in table.incomplete), ""]
     used = {s.tag: s for t in tables for s in t.sources}

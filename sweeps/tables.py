@@ -24,6 +24,7 @@ from results.schema import (
 )
 from sweeps.experiments import BACKBONE_TITLES, DATASETS
 from sweeps.paper import PaperNumbers, Source
+from sweeps.recipe import recipe_gaps
 from sweeps.runs import Run
 
 PAIRS: tuple[tuple[str, str], ...] = tuple((b, m) for b in BASELINES for m in MODES)
@@ -57,6 +58,7 @@ class Row:
     count: float | None  # our samples with p_t2 > threshold; None for published rows
     clean: Number
     pairs: list[tuple[Number, Number]]  # (ori, wtd) per PAIRS
+    far: str = ""  # our run's departures from the paper's recipe ("": none recorded)
 
     def weighted_better(self) -> tuple[int, int]:
         """(pairs where wtd beats ori in the paper's direction, pairs with both numbers)."""
@@ -168,7 +170,8 @@ def _our_row(run: Run, method: str, t: str, masking: str) -> Row:
                     for c in PAPER_CONTRASTS)
         pairs.append(_bolded(ori, wtd, mode))
     return Row(run.dataset_label, method, t, "ours", r.get(str(ResultKey("count", method))),
-               Number(r.get(str(ResultKey("clean_relprob", method, t)))), pairs)
+               Number(r.get(str(ResultKey("clean_relprob", method, t)))), pairs,
+               "; ".join(recipe_gaps(run.meta)))
 
 
 def _published_row(paper: PaperNumbers, source: Source, dataset_key: str, label: str,
