@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,7 +153,8 @@ def wandb_env(sweep_name: str, stage: str, experiment: Experiment) -> dict[str, 
 
 def plan_steps(experiments: Sequence[Experiment], *, out: Path, data_root: Path | None,
                overrides: Sequence[str], sweep_name: str, logs: Path,
-               stages: Sequence[str] = STAGES) -> list[Step]:
+               stages: Sequence[str] = STAGES,
+               data_roots: Mapping[str, Path] | None = None) -> list[Step]:
     """Fit then evaluate for each experiment, with the sweep's paths and the user's overrides.
 
     The sweep's own options come last so an override cannot move one experiment's outputs
@@ -164,8 +165,9 @@ def plan_steps(experiments: Sequence[Experiment], *, out: Path, data_root: Path 
     for e in experiments:
         root = experiment_dir(out, e)
         own = ["--trainer.default_root_dir", str(root)]
-        if e.dataset.folder is not None and data_root is not None:
-            own += ["--data.root", str(data_root)]
+        root_of_data = (data_roots or {}).get(e.dataset.key, data_root)
+        if e.dataset.folder is not None and root_of_data is not None:
+            own += ["--data.root", str(root_of_data)]
         for stage in (s for s in STAGES if s in stages):
             if stage == "fit":
                 argv = [str(REPO / "train.py"), "fit", "--config", str(e.config), *both, *own]
