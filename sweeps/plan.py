@@ -174,7 +174,9 @@ def plan_steps(experiments: Sequence[Experiment], *, out: Path, data_root: Path 
             else:
                 argv = [str(REPO / "evaluate.py"), "--config", str(e.config), *both,
                         *evaluate_only, *own, "--ckpt_path", str(last_checkpoint(root)),
-                        "--evaluation.output_dir", str(root / EVAL_SUBDIR)]
+                        "--evaluation.output_dir", str(root / EVAL_SUBDIR),
+                        # the sweep owns the folder: a re-run replaces what an earlier try left
+                        "--evaluation.overwrite", "true"]
             steps.append(Step(experiment=e, stage=stage, root=root, argv=argv,
                               log=logs / f"{e.name}.{stage}.log",
                               env=wandb_env(sweep_name, stage, e)))

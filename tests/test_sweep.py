@@ -101,7 +101,7 @@ def test_commands_pass_overrides_through_and_keep_the_sweeps_paths(tmp_path: Pat
         "--trainer.strategy", "ddp", "--config", "configs/logger/wandb.yaml",
         "--evaluation.methods", "[gradcam]", "--trainer.default_root_dir", str(e),
         "--data.root", "/data", "--ckpt_path", str(e / "checkpoints" / "last.ckpt"),
-        "--evaluation.output_dir", str(e / "evaluate" / "sweep")]
+        "--evaluation.output_dir", str(e / "evaluate" / "sweep"), "--evaluation.overwrite", "true"]
     assert fit.env == {"WANDB_RUN_GROUP": "s1", "WANDB_JOB_TYPE": "fit",
                        "WANDB_TAGS": "cub200,alexnet"}
     assert evaluate.env["WANDB_JOB_TYPE"] == "evaluate"
