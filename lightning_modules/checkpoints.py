@@ -69,8 +69,8 @@ def inspect_checkpoint(ckpt_path: str | Path, option: str = "--ckpt_path") -> Ch
         raise ConfigError(f"{given} is a folder, not a checkpoint file{inside}.")
     if not path.is_file():
         raise MissingFileError(
-            f"{given}: no such checkpoint file; pass the .ckpt written by train.py "
-            "(e.g. outputs/<experiment>/checkpoints/last.ckpt).")
+            f"checkpoint {str(ckpt_path)!r} does not exist; pass the .ckpt written by train.py "
+            f"(e.g. outputs/<experiment>/checkpoints/last.ckpt) as {option}.")
     if path.stat().st_size == 0:
         raise ConfigError(f"{given} is empty (0 bytes), perhaps from a save that was "
                           "interrupted; pass another checkpoint (E/checkpoints/ keeps last.ckpt "
