@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Ri
 from lightning.pytorch.cli import LightningArgumentParser
 
 from callbacks.reseed import ReseedEachEpoch
+from cli.arguments import list_options
 from cli.base import DEFAULT_ROOT, ProgressBar, WhynotCLI
 from cli.console import ignore_warning, run_main
 from cli.loggers import wandb_run_notes
@@ -40,6 +41,10 @@ class TrainCLI(WhynotCLI):
             parser_kwargs.setdefault(stage, {"description": text})
         super().__init__(FineTuneClassifier, LightningDataModule, subclass_mode_data=True,
                          args=args, parser_kwargs=parser_kwargs, **kwargs)
+
+    def list_options(self) -> set[str]:
+        """``--model.milestones 30`` is ``[30]``."""
+        return list_options(FineTuneClassifier, "model")
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Link the datamodule's class count to the model."""

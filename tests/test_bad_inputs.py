@@ -219,3 +219,17 @@ def test_strict_json_refuses_nan(tmp_path: Path) -> None:
     (tmp_path / "r.json").write_text(json.dumps({"a": float("nan")}))
     with pytest.raises(ValueError, match="NaN"):
         strict_json(tmp_path / "r.json")
+
+
+def test_a_single_value_of_a_list_option_is_a_one_element_list() -> None:
+    from callbacks.contrastive_evaluation import ContrastiveEvaluation
+    from cli.arguments import list_options, lists_from_single_values
+
+    options = list_options(ContrastiveEvaluation, "evaluation")
+    assert options == {f"--evaluation.{n}" for n in ("methods", "contrasts", "baselines",
+                                                       "modes", "maskings", "steps")}
+    argv = ["--evaluation.methods", "gradcam", "--evaluation.steps=1", "--evaluation.modes",
+            "[pos, neg]", "--evaluation.maskings", "null", "--evaluation.layer", "features.3"]
+    assert lists_from_single_values(argv, options) == [
+        "--evaluation.methods", "[gradcam]", "--evaluation.steps=[1]", "--evaluation.modes",
+        "[pos, neg]", "--evaluation.maskings", "null", "--evaluation.layer", "features.3"]
