@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import WandbLogger
 from callbacks.evaluation_step import EvaluationStep
 from callbacks.exemplars import ExemplarBuffer
 from callbacks.precision import InPrecision
+from callbacks.run_description import report_additions, run_json_additions, what_was_run
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from errors import ConfigError, InputTypeError, RunError
 from explainers.hooks import find_module
@@ -63,6 +64,8 @@ class ContrastiveEvaluation(Callback):
         num_figures: samples shown in the heat-map grids (0: no figures).
         output_dir: where results.json / report.md / run.json / figures go; None -> ``run_dir``
             when evaluate.py set it (``E/evaluate/version_<N>``), else the trainer's log dir.
+        overwrite: evaluate.py replaces an earlier run's results in ``output_dir`` instead of
+            refusing the folder (``cli/output_claim.py``).
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class ContrastiveEvaluation(Callback):
         localization: bool = True,
         num_figures: int = 8,
         output_dir: str | None = None,
+        overwrite: bool = False,
     ) -> None:
         super().__init__()
         if not methods:
@@ -116,6 +120,9 @@ class ContrastiveEvaluation(Callback):
         self.localization = localization
         self.num_figures = num_figures
         self.output_dir = output_dir
+        self.overwrite = overwrite
+        # Set by evaluate.py: what its --ckpt_path holds (run.json's "checkpoint").
+        self.checkpoint_info: dict[str, Any] | None = None
         self.step: EvaluationStep | None = None
         self.results: dict[str, float] = {}
         self._figures: list[dict[str, Any]] = []
@@ -348,7 +355,15 @@ class ContrastiveEvaluation(Callback):
             "evaluation": self.settings(),
             "data": _plain(public_hparams(dm)),
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            **run_json_additions(self.described(trainer, pl_module), self.results,
+                                 self.threshold),
         }
+
+    def described(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+        """What was run: the layer hooked, image size, checkpoint, pretrained, precision."""
+        return what_was_run(self._layer.removeprefix("net."), getattr(trainer, "datamodule", None),
+                            public_hparams(pl_module), self.checkpoint_info,
+                            str(trainer.precision))
 
     def _write_outputs(self, trainer: Trainer, pl_module: LightningModule,
                        figures: dict[str, bytes], parts_used: bool) -> None:
@@ -365,6 +380,7 @@ class ContrastiveEvaluation(Callback):
             "evaluation": {k: v for k, v in self.settings().items()
                            if k not in ("methods", "output_dir")},
             "processes": trainer.world_size,
+            **report_additions(self.described(trainer, pl_module), self.results, self.threshold),
         }
         atomic_write_text(out / "report.md", render_report(self.results, info))
         written = [out / RESULTS_FILE, out / "report.md"]

@@ -17,12 +17,18 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
+from cli.arguments import (
+    check_yaml_files,
+    lists_from_single_values,
+    move_after_config_message,
+)
 from cli.console import quiet_libraries
 from cli.loggers import (
     SaveConfigToLoggers,
     configure_loggers,
     finish_wandb_runs,
 )
+from cli.output_claim import check_creatable
 from cli.run_dir import RunDir, new_run_dir, remove_if_unused
 
 DEFAULT_ROOT = "outputs/default"
@@ -63,6 +69,7 @@ class WhynotArgumentParser(LightningArgumentParser):
             return super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
         prog = parser.prog.replace(" [options]", "")
+        message = move_after_config_message(getattr(self, "whynot_argv", ()), message) or message
         sys.stderr.write(f"{prog}: error: {message}\n`{prog} --help` lists the options and "
                          "examples.\n")
         raise SystemExit(2)
@@ -100,6 +107,25 @@ class WhynotCLI(LightningCLI):
         super().__init__(model_class, datamodule_class, *args, parser_kwargs=parser_kwargs,
                          **kwargs)
 
+    def list_options(self) -> set[str]:
+        """Options whose single value is read as a one-element list (``cli.arguments``)."""
+        return set()
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, after the command-line checks of ``cli.arguments`` (YAML files, lists)."""
+        if isinstance(args, dict) or (args is not None and not isinstance(args, list | tuple)):
+            return super().parse_arguments(parser, args)
+        argv = lists_from_single_values(sys.argv[1:] if args is None else args,
+                                        self.list_options())
+        check_yaml_files(argv)
+        parser.whynot_argv = argv  # type: ignore[attr-defined]  # for the error messages
+        self.config = parser.parse_args(argv)
+        self.check_parsed()
+        return None
+
+    def check_parsed(self) -> None:
+        """Checks of the parsed config before anything reads a file it names (subclasses)."""
+
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         """Every parser (subcommands too) keeps the description's line breaks."""
         kwargs.setdefault("formatter_class", HelpFormatter)
@@ -117,6 +143,7 @@ class WhynotCLI(LightningCLI):
         """Choose the run folder and point every logger and the saved config at it."""
         trainer = self._config().trainer
         trainer.default_root_dir = str(trainer.default_root_dir or DEFAULT_ROOT)
+        check_creatable(trainer.default_root_dir, "--trainer.default_root_dir")
         if trainer.get("sync_batchnorm") and not _runs_on_cuda(trainer.get("accelerator")):
             # configs/trainer/ddp.yaml turns it on for GPUs; torch's SyncBatchNorm refuses
             # anything else, so the same command runs with CPU processes (tests, a laptop)

@@ -73,8 +73,23 @@ def run_main(prog: str, fn: Callable[[], T]) -> T:
     try:
         return fn()
     except Exception as err:
-        if os.environ.get(DEBUG_ENV, "") not in ("", "0") or not isinstance(err, WhynotError):
+        own = whynot_cause(err)
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0") or own is None:
             raise
         sys.stdout.flush()
-        print(error_message(prog, err), file=sys.stderr)
+        print(error_message(prog, own), file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def whynot_cause(err: BaseException) -> WhynotError | None:
+    """``err`` or the WhynotError it wraps: jsonargparse re-raises an error of a class's
+    ``__init__`` in subclass mode (``--data.*``) as its own ValueError listing every Union
+    subtype, with ours as the cause."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, WhynotError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from pathlib import Path
+from contextlib import nullcontext
 from typing import Any
 
 from lightning.pytorch import LightningDataModule
@@ -12,18 +12,23 @@ from lightning.pytorch.cli import LightningArgumentParser
 from rich.console import Console
 
 from callbacks.contrastive_evaluation import ContrastiveEvaluation
+from cli.arguments import list_options
 from cli.base import DEFAULT_ROOT, WhynotCLI
 from cli.console import ignore_warning, run_main
 from cli.loggers import resolve_class, wandb_run_notes
+from cli.output_claim import OutputClaim, check_creatable
 from cli.run_dir import existing
 from cli.split_check import RequireNonEmptySplit
 from cli.usage import EVALUATE_HELP, require_arguments
-from errors import MissingFileError, RunError
+from errors import RunError
+from lightning_modules.checkpoints import CheckpointInfo, inspect_checkpoint
 from results.run_tables import console_tables
+from results.schema import GRADIENT_SIGN
 from results.tables import CONSOLE_WIDTH
 
 # Evaluation deliberately attaches none of the training callbacks whose state the checkpoint holds.
 _TRAINING_CALLBACKS_ADVICE = r"Be aware that when using `ckpt_path`, callbacks used to create"
+GRADIENT_COUNT = f"eval/count/{GRADIENT_SIGN}"
 
 
 class EvaluationCLI(WhynotCLI):
@@ -60,6 +65,13 @@ class EvaluationCLI(WhynotCLI):
         """Evaluation runs are ``E/evaluate/version_<N>``."""
         return "evaluate"
 
+    def list_options(self) -> set[str]:
+        """The evaluation's and the model's list options take a single value too."""
+        from lightning_modules import FineTuneClassifier
+
+        return (list_options(ContrastiveEvaluation, "evaluation")
+                | list_options(FineTuneClassifier, "model"))
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """The evaluation callback's arguments, ``ckpt_path`` and the class-count link."""
         parser.add_lightning_class_args(ContrastiveEvaluation, "evaluation")
@@ -73,6 +85,14 @@ class EvaluationCLI(WhynotCLI):
         """Run folder and loggers; gradients on, no checkpointing, part masks for localisation."""
         super().before_instantiate_classes()
         config = self.config
+        self.checkpoint: CheckpointInfo | None = None
+        if config.get("ckpt_path") is not None:
+            self.checkpoint = inspect_checkpoint(config.ckpt_path)
+            # the checkpoint replaces every weight: the configured pretrained ones are never read
+            # (nor needed in the cache)
+            config.model.pretrained = None
+        if config.evaluation.output_dir is not None:
+            check_creatable(config.evaluation.output_dir, "--evaluation.output_dir")
         if config.trainer.get("inference_mode") is True:
             warnings.warn(
                 "evaluate.py: trainer.inference_mode=True ignored; the explainers need "
@@ -97,8 +117,11 @@ class EvaluationCLI(WhynotCLI):
             **kwargs)
 
     def after_instantiate_classes(self) -> None:
-        """Tell the evaluation callback its run folder (the default for ``output_dir``)."""
+        """Tell the evaluation callback its run folder (the default for ``output_dir``) and the
+        checkpoint it evaluates."""
         self.evaluation.run_dir = self.run.path
+        self.evaluation.checkpoint_info = (self.checkpoint.as_json() if self.checkpoint
+                                           else None)
 
     @property
     def evaluation(self) -> ContrastiveEvaluation:
@@ -113,11 +136,7 @@ class EvaluationCLI(WhynotCLI):
         ckpt_path = self.config.get("ckpt_path")
         if ckpt_path is None:
             self.say("no --ckpt_path given; evaluating the model as initialised.", warning=True)
-        elif not Path(ckpt_path).is_file():
-            raise MissingFileError(
-                f"checkpoint {ckpt_path!r} does not exist; pass the .ckpt written by train.py "
-                "(e.g. outputs/<experiment>/checkpoints/last.ckpt) as --ckpt_path.")
-        with self.removing_unused_run_dir():
+        with self.removing_unused_run_dir(), self._claim_output_dir():
             # verbose=False: Lightning's table would list every eval key; ours is the paper's.
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path,
                               verbose=False)
@@ -128,7 +147,31 @@ class EvaluationCLI(WhynotCLI):
                     "written (limit_test_batches=0?).")
             if self.is_rank_zero():
                 self._print(results)
+                self._notice_empty_selection(results)
         return results
+
+    def _claim_output_dir(self) -> Any:
+        """Rank zero claims the output folder (``cli.output_claim``) before the first batch; the
+        other ranks, started by rank zero, only check it."""
+        out = self.evaluation.resolve_output_dir(self.trainer)
+        option = ("--evaluation.output_dir" if self.evaluation.output_dir is not None
+                  else "--trainer.default_root_dir")
+        if not self.is_rank_zero():
+            check_creatable(out, option)
+            return nullcontext()
+        return OutputClaim(out, option, overwrite=bool(getattr(self.evaluation, "overwrite",
+                                                                False)))
+
+    def _notice_empty_selection(self, results: dict[str, float]) -> None:
+        """One line when the sample selection left the perturbation tables empty."""
+        counts = [v for k, v in results.items()
+                  if k.startswith("eval/count/") and k.count("/") == 2 and k != GRADIENT_COUNT]
+        threshold = self.evaluation.threshold
+        if counts and not any(counts) and threshold is not None:
+            self.say(f"no test sample passed --evaluation.threshold {threshold} (a sample needs "
+                     f"p_t2 > {threshold}), so the perturbation and localisation tables are "
+                     "empty (null in results.json); lower it, or pass --evaluation.threshold "
+                     "null to take every sample.", warning=True)
 
     def _print(self, results: dict[str, float]) -> None:
         console = Console()

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Ri
 from lightning.pytorch.cli import LightningArgumentParser
 
 from callbacks.reseed import ReseedEachEpoch
+from cli.arguments import list_options
 from cli.base import DEFAULT_ROOT, ProgressBar, WhynotCLI
 from cli.console import ignore_warning, run_main
 from cli.loggers import wandb_run_notes
@@ -17,6 +18,7 @@ from cli.run_dir import existing
 from cli.split_check import RequireNonEmptySplit
 from cli.usage import STAGE_HELP, TRAIN_HELP, require_arguments
 from errors import MissingFileError, RunError
+from lightning_modules.checkpoints import inspect_checkpoint
 from lightning_modules.classifier import FineTuneClassifier
 
 
@@ -39,6 +41,10 @@ class TrainCLI(WhynotCLI):
             parser_kwargs.setdefault(stage, {"description": text})
         super().__init__(FineTuneClassifier, LightningDataModule, subclass_mode_data=True,
                          args=args, parser_kwargs=parser_kwargs, **kwargs)
+
+    def list_options(self) -> set[str]:
+        """``--model.milestones 30`` is ``[30]``."""
+        return list_options(FineTuneClassifier, "model")
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Link the datamodule's class count to the model."""
@@ -69,6 +75,22 @@ class TrainCLI(WhynotCLI):
         return super().instantiate_trainer(callbacks=[*configured, *extra, *callbacks], **kwargs)
 
     # ---------------------------------------------------------------- checkpoints of a stage
+    def check_parsed(self) -> None:
+        """A ``--ckpt_path`` file is a readable Lightning checkpoint before Lightning reads its
+        hyperparameters (a truncated file would end there in a traceback)."""
+        subcommand = self.config.get("subcommand")
+        ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt not in (None, "last", "best", "hpc", "registry") and Path(ckpt).exists():
+            inspect_checkpoint(ckpt)
+
+    def before_instantiate_classes(self) -> None:
+        """Run folder and loggers; a stage that loads a checkpoint reads no pretrained weights
+        (the checkpoint replaces every one of them)."""
+        super().before_instantiate_classes()
+        config = self._config()
+        if self.subcommand in ("validate", "test", "predict") and config.get("ckpt_path"):
+            config.model.pretrained = None
+
     def _resolve_ckpt_path(self) -> None:
         """``last`` / ``best`` / a path for validate and test: the file must exist."""
         config = self.config_init[self.subcommand]

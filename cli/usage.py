@@ -47,7 +47,7 @@ STAGE_HELP = {
 EVALUATE_HELP = f"""\
 Evaluate a fine-tuned checkpoint with the faithfulness protocol of "Why Not Other Classes?":
 explain every test image with each method (original and weighted contrast), perturb it
-(masking/blurring, gradient sign) and measure p_t; part localisation where the data has parts.
+(masking/blurring, gradient sign) and measure r_t; part localisation where the data has parts.
 Prints the paper's tables and writes results.json, report.md, run.json, figures/, config.yaml and
 metrics.csv to E/evaluate/version_N (E = trainer.default_root_dir, outputs/<experiment> in the
 configs; --evaluation.output_dir D moves the results), with W&B also to E/wandb/.

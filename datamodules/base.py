@@ -36,6 +36,10 @@ class SampleList:
     boxes: Tensor | None = None
 
 
+# The smallest image the transforms and part masks can make (the tests use 32 px).
+MIN_IMAGE_SIZE = 8
+
+
 def missing_dataset_error(name: str, folder: Path, expected: Sequence[str], source: str) -> str:
     """Message for a missing / incomplete dataset folder: expected files, where to get them."""
     return (
@@ -60,6 +64,16 @@ def check_labels(labels: Tensor, num_classes: int, where: Sequence[str]) -> None
     if len(bad):
         i = int(bad[0, 0])
         raise ConfigError(f"Label {int(labels[i])} outside [0, {num_classes}) at {where[i]}")
+
+
+def check_sizes(image_size: int, batch_size: int, num_workers: int) -> None:
+    """One-line errors for sizes no run can use (a 0 would fail deep inside torch or a divide)."""
+    for name, value, least, what in (
+            ("image_size", image_size, MIN_IMAGE_SIZE, "pixels per side"),
+            ("batch_size", batch_size, 1, "images per batch and process"),
+            ("num_workers", num_workers, 0, "data-loading processes; 0 loads in the main one")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ConfigError(f"--data.{name} {value!r}: use an integer >= {least} ({what}).")
 
 
 def carve_val(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -135,6 +149,7 @@ class FineGrainedDataModule(pl.LightningDataModule):
                 self.hparams[key] = os.fspath(value)
         if augment not in AUGMENTS:
             raise ConfigError(f"augment={augment!r} is not one of {AUGMENTS}")
+        check_sizes(image_size=image_size, batch_size=batch_size, num_workers=num_workers)
         if with_ground_truth and not self.has_ground_truth:
             raise ConfigError(f"{self.name} has no ground-truth part masks; use "
                               "with_ground_truth=False (CUB and the synthetic set have them).")

@@ -1,9 +1,11 @@
 """A run's result files: ``results.json`` (the flat ``eval/...`` dict) and ``run.json`` (what was
-run), written atomically so that a reader never sees half a file."""
+run), written atomically so that a reader never sees half a file, and strict JSON: an undefined
+value (NaN) is ``null`` (``results.undefined``), which the readers here turn back into NaN."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from errors import ConfigError
+from results.undefined import json_safe
 
 RESULTS_FILE = "results.json"
 RUN_FILE = "run.json"
@@ -41,25 +44,28 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def write_results_json(path: str | os.PathLike[str], results: Mapping[str, float]) -> None:
-    """The flat results dict as JSON, keys sorted, atomically."""
-    atomic_write_text(path, json.dumps(dict(sorted(results.items())), indent=2) + "\n")
+    """The flat results dict as JSON, keys sorted, undefined values ``null``, atomically."""
+    atomic_write_text(path, json.dumps(json_safe(dict(sorted(results.items()))), indent=2,
+                                       allow_nan=False) + "\n")
 
 
 def read_results_json(path: str | os.PathLike[str]) -> dict[str, float]:
     """The numbers of a results.json (whynot's of any version: keys are kept as written).
 
-    A ValueError names the file when it is not a JSON object; non-numeric entries are dropped.
+    A ValueError names the file when it is not a JSON object; ``null`` (an undefined value) is
+    NaN; other non-numeric entries are dropped.
     """
     raw = json.loads(Path(path).read_text())
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: results.json is not a {{key: number}} object")
-    return {str(k): float(v) for k, v in raw.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)}
+    return {str(k): math.nan if v is None else float(v) for k, v in raw.items()
+            if v is None or (isinstance(v, int | float) and not isinstance(v, bool))}
 
 
 def write_run_json(path: str | os.PathLike[str], info: Mapping[str, Any]) -> None:
     """run.json: the run's description (protocol version, data, model, settings), atomically."""
-    atomic_write_text(path, json.dumps(dict(info), indent=1, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(json_safe(dict(info)), indent=1, sort_keys=True,
+                                       allow_nan=False) + "\n")
 
 
 def read_run_json(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -148,7 +148,7 @@ QUANTITIES: tuple[Quantity, ...] = (
     Quantity("prob_drop", _PERTURBED, "p_t drop",
              "clean p_t minus perturbed p_t"),
     Quantity("clean_relprob", ("method", "t"), "r_t",
-             "relative probability of t on the clean image (the tables' p_t column)"),
+             "relative probability of t on the clean image (the tables' r_t column)"),
     Quantity("clean_prob", ("method", "t"), "p_t", "softmax probability of t on the clean image"),
     Quantity("count", ("method",), "n",
              "samples that pass the p_t2 threshold and enter the perturbation tables; for "
@@ -334,9 +334,10 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         "perturbation", "r_t on perturbed images, {masking} masking",
         "Relative probability r_t, {masking} masking",
-        "p_t: clean relative probability; Pos: higher is better; Neg: lower is better.",
+        "r_t: clean relative probability (p_t in the paper); Pos: higher is better; Neg: lower "
+        "is better.",
         quantities=("relprob",), rows=("method", "t"), columns=("baseline", "mode", "contrast"),
-        split=("masking",), lead=("clean_relprob", "p_t"), contrasts=PAPER_CONTRASTS),
+        split=("masking",), lead=("clean_relprob", "r_t"), contrasts=PAPER_CONTRASTS),
     TableSpec(
         "gradient_sign", "gradient sign (Fig. 3): perturbed - clean",
         "Gradient-sign perturbation (Figure 3)",
@@ -364,7 +365,7 @@ UNTABULATED: dict[str, str] = {
     "num_samples": "a sentence of report.md",
     "prob": "results.json only: the paper's tables report r_t",
     "prob_drop": "results.json only: the paper's tables report r_t",
-    "clean_relprob": "the perturbation tables' p_t column",
+    "clean_relprob": "the perturbation tables' clean r_t column",
     "clean_prob": "results.json only",
     "count": "sentences of report.md",
     "clean_acc": "a line under the gradient-sign table",

@@ -186,11 +186,12 @@ def latex(table: Table, label: str | None = None) -> str:
 
 # -------------------------------------------------------------------------------------- CSV
 def csv_text(fieldnames: Sequence[str], rows: Sequence[dict[str, object]]) -> str:
-    """CSV with a header line; missing fields are empty."""
+    """CSV with a header line; missing fields and undefined numbers (NaN, +-inf) are empty."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(fieldnames), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: "" if isinstance(v, float) and not math.isfinite(v) else v
+                      for k, v in row.items()} for row in rows)
     return buf.getvalue()
 
 

@@ -27,6 +27,7 @@ from sweeps.plan import (
     results_path,
     uses_wandb,
 )
+from sweeps.preflight import check_output, check_weights, parse_data_roots
 from sweeps.runner import ProgressRecord, run_steps, summary_table
 from sweeps.scripts import SlurmResources, allocation_overrides, write_scripts
 
@@ -65,6 +66,9 @@ def sweep_parser() -> argparse.ArgumentParser:
     p.add_argument("--data_root", type=Path, default=None,
                    help="folder holding the datasets in their usual folders (CUB_200_2011/, "
                         "fgvc-aircraft-2013b/, food-101/, flowers-102/, stanford_cars/)")
+    p.add_argument("--data_roots", nargs="+", metavar="DATASET=DIR", default=None,
+                   help="a folder of its own for some data sets, e.g. cub200=/a "
+                        "fgvc_aircraft=/b (the others: under --data_root)")
     p.add_argument("--experiments", nargs="+", metavar="NAME|YAML",
                    help=f"experiments to run (default: all of configs/experiments): {names}")
     p.add_argument("--datasets", nargs="+", metavar="DATASET",
@@ -142,11 +146,15 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
                                          overrides)
         if not experiments:
             parser.error("no experiment matches --experiments / --datasets / --backbones")
-        check_data_roots(experiments, args.data_root)
+        data_roots = parse_data_roots(args.data_roots)
+        # everything the fits need, before the first one starts
+        check_data_roots(experiments, args.data_root, data_roots)
+        check_weights(experiments, overrides, args.stages)
+        check_output(args.out)
         sweep_dir = args.out / "sweeps" / args.name
         steps = plan_steps(experiments, out=args.out, data_root=args.data_root,
                            overrides=overrides, sweep_name=args.name, logs=sweep_dir / "logs",
-                           stages=args.stages, seeds=args.seeds)
+                           stages=args.stages, seeds=args.seeds, data_roots=data_roots)
     except (ValueError, FileNotFoundError) as err:
         console.print(f"[bold red]error[/]: {escape(str(err))}", soft_wrap=True)
         return 2

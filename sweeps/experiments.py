@@ -8,7 +8,7 @@ path); its name is the file's stem, its outputs go to ``<out>/<name>`` (the run-
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -255,14 +255,38 @@ def _datamodule_kwargs(cls: type, config: Path, root: Path) -> dict[str, Any]:
     return kwargs
 
 
-def check_data_roots(experiments: Sequence[Experiment], data_root: Path | None) -> None:
+def _check_own_roots(experiments: Sequence[Experiment], roots: Mapping[str, Path]) -> None:
+    """``--data_roots KEY=DIR``: each DIR exists and its datamodule reads its metadata there."""
+    problems: list[str] = []
+    for key in dict.fromkeys(e.dataset.key for e in experiments):
+        e = next(x for x in experiments if x.dataset.key == key)
+        folder = roots[key]
+        if not folder.is_dir():
+            problems.append(f"- {e.dataset.name}: --data_roots {key}={folder}: no such folder")
+            continue
+        cls = _datamodule_class(e.dataset.class_name)
+        try:
+            cls(**_datamodule_kwargs(cls, e.config, folder)).setup()
+        except Exception as err:  # whatever the datamodule raises on its metadata
+            problems.append(f"- {e.dataset.name} (--data_roots {key}={folder}): {err}")
+    if problems:
+        raise MissingFileError("sweep: data missing (nothing was started):\n"
+                               + "\n".join(problems))
+
+
+def check_data_roots(experiments: Sequence[Experiment], data_root: Path | None,
+                     data_roots: Mapping[str, Path] | None = None) -> None:
     """Fail before any work when a dataset folder is missing or incomplete under ``data_root``.
 
     Looks for each dataset's usual folder, then lets its datamodule read its metadata
     (``setup()``: class list and splits, no images; its own checks name the files it expects
-    and where to get them). All problems in one error.
+    and where to get them). All problems in one error. ``data_roots``: a folder of its own for
+    some data sets (``--data_roots cub200=/a``), used as that data set's ``--data.root``.
     """
-    needing = [e for e in experiments if e.dataset.folder is not None]
+    own_roots = dict(data_roots or {})
+    needing = [e for e in experiments if e.dataset.folder is not None
+               and e.dataset.key not in own_roots]
+    _check_own_roots([e for e in experiments if e.dataset.key in own_roots], own_roots)
     if not needing:
         return
     if data_root is None:

@@ -11,8 +11,8 @@ from errors import ConfigError
 from results.schema import BASELINES, MODES, PAPER_CONTRASTS
 
 PAPER_NUMBERS = Path(__file__).resolve().parent / "paper_numbers.json"
-# The tables' column order (docs/protocol.md §2.6): p_t, then per baseline Pos ori/wtd, Neg
-# ori/wtd.
+# The tables' column order (docs/protocol.md §2.6): clean r_t (the paper's p_t), then per
+# baseline Pos ori/wtd, Neg ori/wtd.
 COLUMNS = ("clean", *(f"{b}/{m}/{c}" for b in BASELINES for m in MODES for c in PAPER_CONTRASTS))
 SOURCE_KINDS = ("paper", "reproduction")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -167,8 +167,8 @@ def seeded(experiments: Sequence[Experiment], seeds: Sequence[int] | None
 
 def plan_steps(experiments: Sequence[Experiment], *, out: Path, data_root: Path | None,
                overrides: Sequence[str], sweep_name: str, logs: Path,
-               stages: Sequence[str] = STAGES, seeds: Sequence[int] | None = None
-               ) -> list[Step]:
+               stages: Sequence[str] = STAGES, seeds: Sequence[int] | None = None,
+               data_roots: Mapping[str, Path] | None = None) -> list[Step]:
     """Fit then evaluate for each experiment (and seed), with the sweep's paths and the user's
     overrides.
 
@@ -183,15 +183,18 @@ def plan_steps(experiments: Sequence[Experiment], *, out: Path, data_root: Path 
     for e, seed_options in seeded(experiments, seeds):
         root = experiment_dir(out, e)
         own = ["--trainer.default_root_dir", str(root), *seed_options]
-        if e.dataset.folder is not None and data_root is not None:
-            own += ["--data.root", str(data_root)]
+        root_of_data = (data_roots or {}).get(e.dataset.key, data_root)
+        if e.dataset.folder is not None and root_of_data is not None:
+            own += ["--data.root", str(root_of_data)]
         for stage in (s for s in STAGES if s in stages):
             if stage == "fit":
                 argv = [str(REPO / "train.py"), "fit", "--config", str(e.config), *both, *own]
             else:
                 argv = [str(REPO / "evaluate.py"), "--config", str(e.config), *both,
                         *evaluate_only, *own, "--ckpt_path", str(last_checkpoint(root)),
-                        "--evaluation.output_dir", str(root / EVAL_SUBDIR)]
+                        "--evaluation.output_dir", str(root / EVAL_SUBDIR),
+                        # the sweep owns the folder: a re-run replaces what an earlier try left
+                        "--evaluation.overwrite", "true"]
             steps.append(Step(experiment=e, stage=stage, root=root, argv=argv,
                               log=logs / f"{e.name}.{stage}.log",
                               env=wandb_env(sweep_name, stage, e)))

@@ -9,6 +9,7 @@ from results.schema import AXES, KEY_AXES, ResultKey
 from results.tables import DASH, Cell, Table, csv_text, latex, markdown, markdown_table
 from sweeps.experiments import BACKBONE_TITLES
 from sweeps.paper import PaperNumbers
+from sweeps.recipe import FAR_MARK, RECIPE_EPOCHS, RECIPE_IMAGE_SIZE, run_settings
 from sweeps.runs import Collection, Run, Unreadable
 from sweeps.tables import PAIRS, Number, PaperTable, Row
 
@@ -16,18 +17,19 @@ DAGGER = "†"
 INTRO = (
     "Relative probability r_t = exp(y_t) / (exp(y_t1) + exp(y_t2)) on the perturbed images, "
     "the mean over the test samples whose second probability exceeds the threshold (n of them; "
-    "0.1 in the paper); p_t: the same ratio on the clean image. Pos: the map's positive region "
-    "kept, the rest replaced (higher is better); Neg: its negative region kept (lower is "
-    "better). **Bold** (ours): the better of ori / wtd in that direction where the 95 % interval "
-    "of the per-sample difference wtd - ori excludes 0 (normal approximation over the n "
-    "samples); neither bold: a tie. With several seeds a number is the mean ± standard "
-    "deviation over the seeds, and a pair is won or lost only where every seed's interval says "
-    "so. Published rows (and runs without paired keys) bold the better number. W/L/T: wtd's "
-    "wins, losses and ties against ori. Rows `ours` are the runs listed under Runs; the "
-    "other rows are published numbers, tagged with their source (`sweeps/paper_numbers.json`)."
+    "0.1 in the paper); the r_t column: the same ratio on the clean image (the paper heads it "
+    "p_t). Pos: the map's positive region kept, the rest replaced (higher is better); Neg: its "
+    "negative region kept (lower is better). **Bold** (ours): the better of ori / wtd in that "
+    "direction where the 95 % interval of the per-sample difference wtd - ori excludes 0 "
+    "(normal approximation over the n samples); neither bold: a tie. With several seeds a number "
+    "is the mean ± standard deviation over the seeds, and a pair is won or lost only where every "
+    "seed's interval says so. Published rows (and runs without paired keys) bold the better "
+    "number. W/L/T: wtd's wins, losses and ties against ori. Rows `ours` are the runs listed "
+    "under Runs; the other rows are published numbers, tagged with their source "
+    "(`sweeps/paper_numbers.json`)."
 )
-KEYS = ["data", "method", "t", "source", "n", "p_t"]
-KEYS_TEX = ["Data", "Method", "$t$", "Source", "$n$", "$p_t$"]
+KEYS = ["data", "method", "t", "source", "n", "r_t"]
+KEYS_TEX = ["Data", "Method", "$t$", "Source", "$n$", "$r_t$"]
 
 
 def _cell(number: Number) -> Cell:
@@ -114,7 +116,8 @@ def as_table(table: PaperTable, wins: bool = True) -> Table:
         head = ([Cell(row.dataset), Cell(AXES["method"].title(row.method)),
                  Cell(row.t, tex=f"$t_{row.t[1:]}$")] if ours else [Cell("")] * 3)
         cells = [_cell(c) for pair in row.pairs for c in pair]
-        out.rows.append([*head, Cell(row.source), _count(row.count), _cell(row.clean), *cells,
+        out.rows.append([*head, Cell(row.source, mark=FAR_MARK if row.far else ""),
+                         _count(row.count), _cell(row.clean), *cells,
                          *([_wins(row)] if wins else [])])
     caption = [f"{BACKBONE_TITLES.get(table.backbone, table.backbone)}, {table.masking} "
                "masking: relative probability r_t on perturbed images (Pos: higher is better; "
@@ -146,11 +149,13 @@ def _sic_notes(table: PaperTable) -> list[str]:
 
 
 def _run_lines(collection: Collection) -> list[str]:
+    settings = [run_settings(r.meta) for r in collection.runs]
     header = ["experiment", "dataset", "backbone", "protocol", "identified by", "finished",
-              "results"]
+              "results", *(settings[0] if settings else ())]
     rows = [[r.experiment, r.dataset_label, r.backbone,
              "?" if r.protocol is None else str(r.protocol), r.info_from.split(" ")[0],
-             r.finished, f"`{r.results_path}`"] for r in collection.runs]
+             r.finished, f"`{r.results_path}`", *s.values()]
+            for r, s in zip(collection.runs, settings, strict=True)]
     return [markdown_table(header, rows)] if rows else ["(none)"]
 
 
@@ -177,6 +182,11 @@ def render_markdown(tables: Sequence[PaperTable], collection: Collection) -> str
         notes = _sic_notes(table)
         if notes:
             out += [*(f"{n}  " for n in notes), ""]
+        far = sorted({f"{r.dataset}: {r.far}" for r in table.rows if r.far})
+        if far:
+            out += [f"{FAR_MARK} far from the paper's recipe (ImageNet-pretrained, "
+                    f"{RECIPE_EPOCHS} epochs, {RECIPE_IMAGE_SIZE} px), not a reproduction: "
+                    + "; ".join(far) + ".", ""]
         if table.incomplete:
             out += ["Runs with missing keys:", "", *(f"- {x}" for x in table.incomplete), ""]
     used = {s.tag: s for t in tables for s in t.sources}

@@ -37,11 +37,26 @@ class Run:
     info_from: str  # "run.json" | "config.yaml <path>" | "experiment name"
     problems: list[str] = field(default_factory=list)
     seed: int | None = None  # the sweep's --seeds: E = <out>/<experiment>_seed<k>
+    # run.json's record of what was run (its "undefined": {key: reason}, "layer_hooked", ...)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         """How the report names the run: ``experiment (path)``."""
         return f"{self.experiment} ({self.results_path})"
+
+
+def undefined_problem(run: Run, bad: list[str]) -> str:
+    """The report's line for a run's undefined (null) values, with run.json's recorded reasons
+    (older runs recorded none: then it says so rather than guess)."""
+    recorded = run.meta.get("undefined")
+    reasons = recorded if isinstance(recorded, dict) else {}
+    counts: dict[str, int] = {}
+    for key in bad:
+        why = str(reasons.get(key, "reason not recorded (run.json of an older whynot)"))
+        counts[why] = counts.get(why, 0) + 1
+    why_text = "; ".join(f"{why}: {n}" for why, n in counts.items())
+    return f"{len(bad)} undefined values (null), e.g. {bad[0]} ({why_text})"
 
 
 @dataclass
@@ -128,7 +143,7 @@ def _load_run(results_path: Path) -> Run | Unreadable:
             protocol = None
         return Run(results_path, results, experiment, dataset, label,
                    str(meta.get("backbone") or "?"), protocol,
-                   str(meta.get("finished") or mtime), "run.json", problems)
+                   str(meta.get("finished") or mtime), "run.json", problems, meta=meta)
     config = _config_yaml(results_path)
     class_path, backbone = _from_config(config) if config else (None, None)
     dataset = dataset_by(class_path=class_path) if class_path else None
@@ -217,5 +232,5 @@ def collect(paths: Sequence[Path], protocol: int | None = None) -> Collection:
     for run in newest.values():
         bad = sorted(k for k, v in run.results.items() if math.isnan(v))
         if bad:
-            run.problems.append(f"{len(bad)} NaN values, e.g. {bad[0]} (no sample selected?)")
+            run.problems.append(undefined_problem(run, bad))
     return Collection(list(newest.values()), left_out, current)

@@ -1,8 +1,8 @@
 """The paper's tables over many runs: one per backbone and masking, ours beside the published.
 
 Layout of the paper's appendix tables (docs/protocol.md §2.6): rows dataset x method x {t1, t2};
-columns p_t, then GaussBlur / Zeros / ChMean x Pos / Neg x ori / wtd. Below each of our rows, the
-published rows for the same cell (App. Table 2, App. Table 3, the reproduction) where
+columns r_t (clean), then GaussBlur / Zeros / ChMean x Pos / Neg x ori / wtd. Below each of our
+rows, the published rows for the same cell (App. Table 2, App. Table 3, the reproduction) where
 ``paper_numbers.json`` has them. In Pos columns higher is better, in Neg columns lower.
 
 Our winner of a cell pair is decided by the 95 % interval of the per-sample paired difference
@@ -32,6 +32,7 @@ from results.schema import (
 )
 from sweeps.experiments import BACKBONE_TITLES, DATASETS
 from sweeps.paper import PaperNumbers, Source
+from sweeps.recipe import recipe_gaps
 from sweeps.runs import Run
 
 PAIRS: tuple[tuple[str, str], ...] = tuple((b, m) for b in BASELINES for m in MODES)
@@ -70,6 +71,7 @@ class Row:
     verdicts: list[str | None] = field(default_factory=list)
     seeds: list[int | None] = field(default_factory=list)  # ours: the runs' seeds
     per_seed: list[tuple[int, int, int]] = field(default_factory=list)  # (wins, losses, ties)
+    far: str = ""  # our run's departures from the paper's recipe ("": none recorded)
 
     def outcomes(self) -> list[str]:
         """wtd's verdict (win / loss / tie) of each pair with both numbers."""
@@ -247,7 +249,8 @@ def _our_row(runs: Sequence[Run], method: str, t: str, masking: str) -> Row:
                _mean_sd([r.results.get(str(ResultKey("clean_relprob", method, t)))
                          for r in runs]),
                pairs, verdicts, [r.seed for r in runs],
-               [(c[0], c[1], c[2]) for c in per_seed])
+               [(c[0], c[1], c[2]) for c in per_seed],
+               "; ".join(dict.fromkeys(g for r in runs for g in recipe_gaps(r.meta))))
 
 
 def _published_row(paper: PaperNumbers, source: Source, dataset_key: str, label: str,

@@ -37,6 +37,25 @@ WANDB = ["--config", str(ROOT / "configs" / "logger" / "wandb.yaml")]
 torch.set_num_threads(1)
 
 
+def strict_json(path: Path) -> object:
+    """``path`` parsed as strict JSON: NaN / Infinity (which ``json`` accepts and JavaScript's
+    ``JSON.parse`` refuses) raise a ValueError naming the file."""
+    def refuse(token: str) -> object:
+        raise ValueError(f"{path}: {token} is not JSON (undefined values must be null)")
+
+    return json.loads(Path(path).read_text(), parse_constant=refuse)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _every_result_file_is_strict_json(tmp_path_factory: pytest.TempPathFactory):
+    """At the end of the session, every results.json / run.json a test wrote parses strictly."""
+    yield
+    base = tmp_path_factory.getbasetemp()
+    for name in ("results.json", "run.json"):
+        for path in base.rglob(name):
+            strict_json(path)
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     """Every test starts from the same RNG state, whatever ran before it."""

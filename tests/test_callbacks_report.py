@@ -87,11 +87,11 @@ def _wide_results() -> dict[str, float]:
 
 
 def test_paper_table_layout_matches_spec() -> None:
-    """Rows method x t; columns p_t | per baseline Pos ori, wtd | Neg ori, wtd (docs/protocol.md
+    """Rows method x t; columns r_t | per baseline Pos ori, wtd | Neg ori, wtd (docs/protocol.md
     §2.6)."""
     res = _results()
     header, rows = paper_table_rows(res, "equal")
-    assert header[:3] == ["method", "t", "p_t"]
+    assert header[:3] == ["method", "t", "r_t"]
     assert header[3:7] == [
         "GaussBlur Pos ori", "GaussBlur Pos wtd", "GaussBlur Neg ori", "GaussBlur Neg wtd"
     ]
@@ -154,7 +154,7 @@ def test_console_tables_fit_120_columns_and_keep_every_cell() -> None:
     split = [t for t in tables if "equal masking" in str(t.title)]
     cols = [(c.header.replace("\n", " "), list(c.cells)) for t in split for c in t.columns[3:]]
     assert cols == [(h, [r[i] for r in rows]) for i, h in enumerate(header) if i >= 3]
-    assert all([c.header for c in t.columns[:3]] == ["method", "t", "p_t"] for t in split)
+    assert all([c.header for c in t.columns[:3]] == ["method", "t", "r_t"] for t in split)
     for word in ("GaussBlur", "ChMean", "delta_logit", "part localisation",
                  "pointing game", "differ", "wtd", "gradient sign"):
         assert word in text, word

@@ -194,7 +194,7 @@ def test_report_tables_bold_agreement_and_reported_runs(runs: dict[str, Path],
         "vgg16_bn/threshold", "alexnet/threshold", "vgg16_bn/equal", "alexnet/equal"]
 
     rows = _md_table(md, "AlexNet, threshold masking")
-    # header: data method t source n p_t | GB Pos ori wtd | GB Neg ori wtd | Z ... | M ... | wins
+    # header: data method t source n r_t | GB Pos ori wtd | GB Neg ori wtd | Z ... | M ... | wins
     gc_t1 = next(r for r in rows if r[:4] == ["CUB", "GC", "t1", "ours"])
     assert gc_t1[4:10] == ["50", "0.698", "**0.900**", "0.800", "**0.200**", "0.300"]
     assert gc_t1[-1] == "4/2/0"  # no paired keys in these runs: the numbers decide
