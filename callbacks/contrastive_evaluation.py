@@ -26,6 +26,7 @@ from callbacks.precision import InPrecision
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from errors import ConfigError, InputTypeError, RunError
 from explainers.hooks import find_module
+from explainers.logit_contrasts import FINER_ALPHA, FINER_GAMMA, FINER_TOP, with_options
 from results.figures import exemplar_caption, exemplar_figure_png, heatmap_grid_png
 from results.files import (
     RESULTS_FILE,
@@ -63,6 +64,9 @@ class ContrastiveEvaluation(Callback):
         num_figures: samples shown in the heat-map grids (0: no figures).
         output_dir: where results.json / report.md / run.json / figures go; None -> ``run_dir``
             when evaluate.py set it (``E/evaluate/version_<N>``), else the trainer's log dir.
+        finer_gamma, finer_top, finer_alpha: the Finer-CAM contrasts' options (used when
+            ``contrasts`` holds ``finer`` / ``finer_weighted``): ``finer = y_t - gamma * mean``
+            of the ``top`` nearest logits; ``finer_weighted``'s comparison strength ``alpha``.
     """
 
     def __init__(
@@ -83,6 +87,9 @@ class ContrastiveEvaluation(Callback):
         localization: bool = True,
         num_figures: int = 8,
         output_dir: str | None = None,
+        finer_gamma: float = FINER_GAMMA,
+        finer_top: int = FINER_TOP,
+        finer_alpha: float = FINER_ALPHA,
     ) -> None:
         super().__init__()
         if not methods:
@@ -116,6 +123,8 @@ class ContrastiveEvaluation(Callback):
         self.localization = localization
         self.num_figures = num_figures
         self.output_dir = output_dir
+        self.finer_gamma, self.finer_top, self.finer_alpha = finer_gamma, finer_top, finer_alpha
+        with_options(self.contrasts, self.contrast_options())  # bad options fail here
         self.step: EvaluationStep | None = None
         self.results: dict[str, float] = {}
         self._figures: list[dict[str, Any]] = []
@@ -135,6 +144,10 @@ class ContrastiveEvaluation(Callback):
         std = tuple(getattr(dm, "std", IMAGENET_STD))
         return mean, std
 
+    def contrast_options(self) -> dict[str, float]:
+        """The function contrasts' options (``explainers.logit_contrasts.OPTIONS``)."""
+        return {"gamma": self.finer_gamma, "top": self.finer_top, "alpha": self.finer_alpha}
+
     def evaluation_step(self, layer: str | None, mean: Sequence[float], std: Sequence[float],
                         reshape: str | None = None) -> EvaluationStep:
         """The per-batch step with this callback's settings (the benchmarks build theirs here).
@@ -149,6 +162,7 @@ class ContrastiveEvaluation(Callback):
             steps=self.steps, eps=self.eps,
             memory_budget=None if budget is None else int(budget * 2**30),
             localization=self.localization, mean=mean, std=std, reshape=reshape,
+            contrast_options=self.contrast_options(),
         )
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:

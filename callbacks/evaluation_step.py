@@ -11,7 +11,7 @@ exact under DDP) into the flat ``{result key: value}`` dict of ``results.schema`
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 
 import torch
@@ -20,6 +20,7 @@ from torchmetrics import Metric
 
 from errors import ConfigError
 from explainers import Explanation, explain
+from explainers.logit_contrasts import with_options
 from metrics import GradientSignPerturbation, PartLocalization, PerturbationScore, SampleCount
 from metrics.functional import metric_state_dtype
 from results.schema import ResultKey
@@ -39,7 +40,8 @@ class EvaluationStep(nn.Module):
     Every argument is required: ``ContrastiveEvaluation`` (whose signature holds the defaults)
     builds one with :meth:`ContrastiveEvaluation.evaluation_step`. ``memory_budget``: bytes of one
     gradient-sign chunk's autograd graph (None: no limit). ``mean`` / ``std``: the data's
-    normalisation (gradient-sign steps clamp in pixel space).
+    normalisation (gradient-sign steps clamp in pixel space). ``contrast_options``: options of the
+    function contrasts (``explainers.logit_contrasts.OPTIONS``: gamma, top, alpha).
     """
 
     def __init__(
@@ -62,12 +64,15 @@ class EvaluationStep(nn.Module):
         mean: Sequence[float],
         std: Sequence[float],
         reshape: str | None = None,
+        contrast_options: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         self.methods = tuple(methods)
         self.layer = layer
         self.topk = topk
         self.contrasts = tuple(contrasts)
+        # what explain() takes: the function contrasts (finer, ...) built with their options
+        self.explain_contrasts = with_options(self.contrasts, contrast_options)
         self.reshape = reshape
         self.localization = localization
         self.seen = SampleCount()
@@ -118,7 +123,7 @@ class EvaluationStep(nn.Module):
         for method in self.methods:
             with timer("explain"):
                 res = explain(net, x, method=method, layer=self.layer, topk=self.topk,
-                              contrasts=self.contrasts, reshape=self.reshape)
+                              contrasts=self.explain_contrasts, reshape=self.reshape)
             out[method] = res
             with timer("masking"):
                 self.perturbation[method].update(net, x, res.maps, res.targets, res.logits)

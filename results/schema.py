@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from errors import ConfigError
-from explainers.contrasts import CONTRASTS
+from explainers.contrasts import ALL_CONTRASTS
 
 # Changes whenever the protocol changes, so that results of different protocols are never mixed
 # silently (run.json carries it, the sweep tables keep one version).
@@ -92,8 +92,10 @@ AXES: dict[str, Axis] = {
     "masking": Axis("masking", MASKINGS, {},
                     "threshold: the sign of the map; equal: the same pixel count for every "
                     "contrast"),
-    "contrast": Axis("contrast", CONTRASTS, {"original": "ori", "weighted": "wtd"},
-                     "explained output: original y_t, weighted contrast, mean, max"),
+    "contrast": Axis("contrast", ALL_CONTRASTS, {"original": "ori", "weighted": "wtd",
+                                             "finer": "finer", "finer_weighted": "finer_w"},
+                     "explained output: original y_t, weighted contrast, mean, max, Finer-CAM's "
+                     "linear (finer) and softmax-weighted (finer_weighted) contrasts"),
     "steps": Axis("steps", None, {}, "gradient-sign steps n (written n<k>)"),
 }
 KEY_AXES = tuple(AXES)  # the order coordinates take in a key
