@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -104,6 +104,7 @@ def explain(
     reshape: str | None = None,
     steps: int = 16,
     baseline: Tensor | float = 0.0,
+    also: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> Explanation:
     """Explain ``model`` at ``x [B, C_in, H, W]`` for ``targets`` (or the top-``topk`` predictions).
 
@@ -135,6 +136,9 @@ def explain(
             by the function's ``__name__``). gradcam++ explains the gradient of ``z`` itself.
         reshape: ``"tokens"`` turns ViT block outputs ``[B, 1 + h*w, D]`` into ``[B, D, h, w]``.
         steps, baseline: integrated gradients' number of path points and reference input.
+        also: more targets explained in the same backward: ``also(logits [B, C], targets [B, k])
+            -> [B, e]`` (e.g. a random class per sample); they follow the chosen targets in
+            ``Explanation.targets [B, k + e]`` and in the maps.
     """
     spec = _check_call(method, layer, reshape, x)
     contrasts = _check_contrasts(contrasts)
@@ -162,6 +166,8 @@ def explain(
             t = clean.topk(topk, dim=1).indices
         else:
             t = _check_targets(targets.to(x.device), c, batch)
+        if also is not None:
+            t = torch.cat([t, also(clean, t).to(t)], dim=1)
         if c < 2 and tuple(contrasts) != ("original",):
             raise ConfigError("contrasts other than 'original' need at least 2 classes")
         chosen["targets"], chosen["logits"] = t, clean

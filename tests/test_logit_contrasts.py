@@ -66,8 +66,10 @@ def test_finer_maps_equal_autograd_of_the_published_targets(
             for form, opt in options.items():
                 for given, maps in ((opt, res.maps), ({}, defaults.maps)):
                     kw = {"gamma": 0.6, "alpha": 1.0, "top": 3, **given}
-                    a, grad = grad_of(model, images[b:b + 1], layer,
-                                      lambda y: _published_finer(y[0], t, form, **kw)[None])
+                    def z(y: Tensor, t: int = t, f: str = form, kw: dict = kw) -> Tensor:
+                        return _published_finer(y[0], t, f, **kw)[None]
+
+                    a, grad = grad_of(model, images[b:b + 1], layer, z)
                     ref = REF[method](a, grad)[0]
                     scale = float(ref.abs().max())
                     assert scale > 0
@@ -114,6 +116,6 @@ def test_the_evaluation_takes_finer(tiny_vgg: nn.Module, images: Tensor) -> None
     out = step.update(tiny_vgg, images, torch.zeros(4, dtype=torch.long))
     values = step.compute()
     key = str(ResultKey("relprob", "gradcam", "t1", "zeros", "pos", "threshold", "finer"))
-    assert 0.0 <= values[key] <= 1.0
+    assert 0.0 < values[key] < 1.0 and values["eval/count/gradcam"] == 4
     ref = explain(tiny_vgg, images, "gradcam", "features.8", topk=2, contrasts=["finer"])
     torch.testing.assert_close(out["gradcam"].maps["finer"], ref.maps["finer"])
