@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from errors import ConfigError, InputTypeError
 from explainers.contrasts import ALL_CONTRASTS, CONTRASTS, contrast_rows, rivals
 from explainers.engine import check_grad_possible, forward_vjp, result_dtype
+from explainers.fullgrad import fullgrad_vjp
 from explainers.hooks import tokens_to_grid
 from explainers.logit_contrasts import LogitContrast, LogitFn, as_contrast
 from explainers.methods import METHODS, Method
@@ -177,7 +178,12 @@ def explain(
         rows = contrast_rows(logits, t_all, rival_all, contrasts, prob_weighted=not spec.linear)
         return rows.flatten(0, 1)
 
-    act, grads, _ = forward_vjp(model, inp, layer, rows_fn)
+    if method == "fullgrad":
+        if reshape is not None:
+            raise ConfigError("fullgrad explains the input: reshape must be None")
+        maps, _ = fullgrad_vjp(model, inp, rows_fn)  # [n_contrasts * k, B, H, W]
+    else:
+        act, grads, _ = forward_vjp(model, inp, layer, rows_fn)
     t = chosen["targets"]
     k = t.shape[1]
     if method == "integrated_gradients":
@@ -185,7 +191,8 @@ def explain(
         act = (x - ref).to(grads.dtype)
     if reshape == "tokens":
         act, grads = tokens_to_grid(act), tokens_to_grid(grads)
-    maps = spec(act, grads)  # [n_contrasts * k, B, ...]
+    if method != "fullgrad":
+        maps = spec(act, grads)  # [n_contrasts * k, B, ...]
     maps = maps.unflatten(0, (len(contrasts), k)).movedim(2, 1)  # [n, B, k, ...]
     return Explanation(
         targets=t,
@@ -229,8 +236,8 @@ def explain_rows(
         float64 for a float64 model) and the logits ``[N, C]`` at ``x``, detached.
     """
     spec = _check_call(method, layer, reshape, x)
-    if method == "integrated_gradients":
-        raise ConfigError("explain_rows does not take integrated_gradients (a path per input)")
+    if method in ("integrated_gradients", "fullgrad"):
+        raise ConfigError(f"explain_rows does not take {method} (use explain)")
     contrasts = _check_contrasts(contrasts)
     n = x.shape[0]
     idx = which if which.dim() == 2 else which[None]

@@ -78,7 +78,8 @@ def _natural(value: str) -> tuple[object, ...]:
 
 
 METHOD_TITLES = {"linear_approx": "LA", "gradcam": "GC", "xgradcam": "XGC", "gradcam++": "GC++",
-                 "gradient": "Grad", "input_x_gradient": "IxG", "integrated_gradients": "IG"}
+                 "gradient": "Grad", "input_x_gradient": "IxG", "integrated_gradients": "IG",
+                 "fullgrad": "FG"}
 AXES: dict[str, Axis] = {
     "method": Axis("method", None, METHOD_TITLES,
                    "explanation method (explainers.METHODS); 'gradient' for the gradient-sign "

@@ -119,3 +119,55 @@ def test_the_evaluation_takes_finer(tiny_vgg: nn.Module, images: Tensor) -> None
     assert 0.0 < values[key] < 1.0 and values["eval/count/gradcam"] == 4
     ref = explain(tiny_vgg, images, "gradcam", "features.8", topk=2, contrasts=["finer"])
     torch.testing.assert_close(out["gradcam"].maps["finer"], ref.maps["finer"])
+
+
+def _fullgrad_reference(model: nn.Module, x: Tensor, fn: object) -> Tensor:
+    """FullGrad of ``fn(logits) [1]`` for one image, written out: hooks on every conv / BN
+    output, one backward, the authors' post-processing term by term."""
+    outs: list[tuple[nn.Module, Tensor]] = []
+
+    def hook(m: nn.Module, _i: object, out: Tensor) -> None:
+        out.retain_grad()
+        outs.append((m, out))
+
+    hs = [m.register_forward_hook(hook) for m in model.modules()
+          if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+    inp = x.clone().requires_grad_(True)
+    fn(model(inp)).sum().backward()
+    for h in hs:
+        h.remove()
+
+    def psi(t: Tensor) -> Tensor:
+        t = t.abs()
+        t = t - t.flatten(1).min(1).values[:, None, None, None]
+        t = t / (t.flatten(1).max(1).values[:, None, None, None] + 1e-6)
+        t = torch.nn.functional.interpolate(t, size=x.shape[-2:], mode="bilinear",
+                                            align_corners=True)
+        return t.sum(1)
+
+    cam = psi(inp.grad * x)
+    for m, out in outs:
+        if isinstance(m, nn.BatchNorm2d):
+            b = m.bias - m.running_mean * m.weight / torch.sqrt(m.running_var + m.eps)
+        else:
+            b = m.bias
+        cam = cam + psi(out.grad * b.detach()[None, :, None, None])
+    return cam[0]
+
+
+def test_fullgrad_equals_a_direct_per_target_computation(tiny_vgg: nn.Module,
+                                                         images: Tensor) -> None:
+    model, x = _no_inplace(tiny_vgg), images[:2]
+    res = explain(model, x, "fullgrad", topk=2, contrasts=("original", "weighted", "finer"))
+    assert res.maps["original"].shape == (2, 2, 32, 32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for b in range(2):
+        for r in range(2):
+            t = int(res.targets[b, r])
+            ref = _fullgrad_reference(model, x[b:b + 1], lambda y, t=t: y[:, t])
+            torch.testing.assert_close(res.maps["original"][b, r], ref, rtol=1e-5, atol=1e-5)
+            # weighted: FullGrad of the gradient of p_t (the paper's row times p_t (1 - p_t))
+            ref = _fullgrad_reference(model, x[b:b + 1], lambda y, t=t: y.softmax(1)[:, t])
+            torch.testing.assert_close(res.maps["weighted"][b, r], ref, rtol=1e-4, atol=1e-4)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
