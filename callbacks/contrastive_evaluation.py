@@ -39,10 +39,12 @@ from results.files import (
 )
 from results.report import render_report
 from results.run_tables import run_tables
+from results.sanity_figures import mprt_curves_png, random_logit_grid_png
 from results.schema import (
     BASELINES,
     MASKINGS,
     MODES,
+    PAPER_CONTRASTS,
     PROTOCOL_VERSION,
     check_values,
     media_key,
@@ -264,6 +266,9 @@ class ContrastiveEvaluation(Callback):
                 "targets": last.targets[:keep].detach().cpu(),
                 "labels": labels[:keep].detach().cpu(),
                 "probs": last.probs.gather(1, last.targets)[:keep].detach().cpu(),
+                "random": {m: ({c: v[:keep].detach().cpu() for c, v in maps.items()},
+                               s[:keep].detach().cpu())
+                           for m, (maps, s) in self.step.last_random.items()},
             })
         if self._exemplars is not None:
             last = explained[self.methods[-1]]
@@ -336,6 +341,29 @@ class ContrastiveEvaluation(Callback):
                 labels=cat["labels"], probs=cat["probs"],
             )
         out.update(self._render_exemplars(trainer, dm, names, parts_used))
+        out.update(self._render_sanity(cat, mean, std, names))
+        return out
+
+    def _render_sanity(self, cat: dict[str, torch.Tensor], mean: Sequence[float],
+                       std: Sequence[float], names: Any) -> dict[str, bytes]:
+        """``randomlogit_<method>`` (maps of t1 and of the random class s) and ``mprt_<method>``
+        (the parameter-randomisation curves), when those checks ran."""
+        out: dict[str, bytes] = {}
+        for method in self.methods:
+            if self.random_logit and self._figures and self._figures[0]["random"]:
+                shown = [c for c in PAPER_CONTRASTS if c in self.contrasts] or list(
+                    self.contrasts)
+                maps_t = {c: torch.cat([f["maps"][method][c][:, 0] for f in self._figures])
+                          for c in shown}
+                maps_s = {c: torch.cat([f["random"][method][0][c] for f in self._figures])
+                          for c in shown}
+                s = torch.cat([f["random"][method][1] for f in self._figures])
+                out[f"randomlogit_{method}"] = random_logit_grid_png(
+                    cat["images"], maps_t, maps_s, cat["targets"][:, 0], s, mean, std, names,
+                    title=f"{method}: random-logit check, maps of t1 and of a random class s")
+            png = mprt_curves_png(self.results, method) if self.mprt else None
+            if png is not None:
+                out[f"mprt_{method}"] = png
         return out
 
     def _render_exemplars(self, trainer: Trainer, dm: Any, names: Any,

@@ -102,6 +102,8 @@ class EvaluationStep(nn.Module):
             for m in self.methods} if random_logit else {})
         self.random_logit_seed = random_logit_seed
         self._host_seen = 0  # samples this step has taken (host-side, from shapes only)
+        # method -> (maps of s: contrast -> [B, ...], s [B]) of the last batch (the figures)
+        self.last_random: dict[str, tuple[dict[str, Tensor], Tensor]] = {}
         # parameter randomisation: samples with a global index < mprt_samples, run at finish()
         self.mprt_samples = mprt_samples
         self.mprt = ParameterRandomisation(
@@ -157,7 +159,9 @@ class EvaluationStep(nn.Module):
                 res = explain(net, x, method=method, layer=self.layer, topk=self.topk,
                               contrasts=self.explain_contrasts, reshape=self.reshape, also=also)
             if also is not None:  # the random class s rides in the same backward, last
+                s_class = res.targets[:, self.topk]
                 res, other = split_extra(res, self.topk)
+                self.last_random[method] = (other, s_class)
                 self.random_logit[method].update({c: m[:, 0] for c, m in res.maps.items()},
                                                  other, x.shape[-2:])
             out[method] = res

@@ -98,11 +98,12 @@ def test_the_step_measures_the_map_of_a_random_class(tiny_vgg: nn.Module,
 
 
 @pytest.mark.slow
-def test_random_logit_two_processes_equal_one(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_sanity_checks_two_processes_equal_one(tiny_checkpoint: Path, tmp_path: Path) -> None:
     from tests.test_evaluate import _evaluate_cli
 
     extra = ["--evaluation.random_logit", "true", "--evaluation.gradient_sign", "false",
-             "--evaluation.contrasts", "[original, weighted, finer]"]
+             "--evaluation.contrasts", "[original, weighted, finer]", "--evaluation.mprt", "true",
+             "--evaluation.mprt_samples", "3"]
     one = _evaluate_cli(tmp_path / "one", tiny_checkpoint, *extra)
     completed(one, "one process")
     two = _evaluate_cli(tmp_path / "two", tiny_checkpoint, *extra, *DDP)
@@ -114,5 +115,11 @@ def test_random_logit_two_processes_equal_one(tiny_checkpoint: Path, tmp_path: P
     assert len(keys) == 2 * (3 + 3 + 2)  # GC, LA x (ssim, spearman) x 3 contrasts + 2 wins
     for key in r1:
         assert r2[key] == pytest.approx(r1[key], abs=1e-6), key
+    # MPRT: GC, LA x 3 contrasts x 10 cascade steps (tiny_vgg) x (Spearman, SSIM); the samples
+    # with index < 3 are on both ranks under DDP, and the sums equal one process's
+    assert len([k for k in r1 if k.startswith("eval/mprt_")]) == 2 * 3 * 10 * 2
     report = next((tmp_path / "one").rglob("report.md")).read_text()
-    assert "Random-logit" in report and "finer" in report
+    assert "Random-logit" in report and "finer" in report and "(MPRT)" in report
+    figures = next((tmp_path / "one").rglob("figures"))
+    for name in ("randomlogit_gradcam", "mprt_gradcam", "mprt_linear_approx"):
+        assert (figures / f"{name}.png").is_file(), name
