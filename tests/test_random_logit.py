@@ -114,7 +114,10 @@ def test_sanity_checks_two_processes_equal_one(tiny_checkpoint: Path, tmp_path: 
     keys = [k for k in r1 if "random_logit" in k]
     assert len(keys) == 2 * (3 + 3 + 2)  # GC, LA x (ssim, spearman) x 3 contrasts + 2 wins
     for key in r1:
-        assert r2[key] == pytest.approx(r1[key], abs=1e-6), key
+        # MPRT's samples are explained in other batch compositions on 2 ranks: float32 sums in
+        # other orders move near-tied ranks of a randomised network's map (seen: 3e-6)
+        tol = 1e-4 if key.startswith("eval/mprt_") else 1e-6
+        assert r2[key] == pytest.approx(r1[key], abs=tol), key
     # MPRT: GC, LA x 3 contrasts x 10 cascade steps (tiny_vgg) x (Spearman, SSIM); the samples
     # with index < 3 are on both ranks under DDP, and the sums equal one process's
     assert len([k for k in r1 if k.startswith("eval/mprt_")]) == 2 * 3 * 10 * 2
