@@ -10,6 +10,8 @@ A key names a quantity and its coordinates on the protocol's axes::
     eval/<differ_share|shared_share|pointing_differ|pointing_shared>/<method>/<t>/<contrast>
     eval/count/<method>/<t>                                                 localisation samples
     eval/num_samples                                                        test images seen
+    eval/<random_logit_ssim|random_logit_spearman|random_logit_lower>/<method>/<contrast>
+    eval/<mprt_spearman|mprt_ssim>/<method>/<contrast>/<layer>              <step>_<layer name>
 
 :class:`ResultKey` formats and parses them; :data:`QUANTITIES` says which axes each quantity has
 (a quantity name may come in two shapes, told apart by the number of coordinates, as
