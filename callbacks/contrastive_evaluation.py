@@ -27,6 +27,8 @@ from callbacks.run_description import report_additions, run_json_additions, what
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from errors import ConfigError, InputTypeError, RunError
 from explainers.hooks import find_module
+from explainers.logit_contrasts import FINER_ALPHA, FINER_GAMMA, FINER_TOP, with_options
+from metrics.parameter_randomisation import cascade_layers
 from results.figures import exemplar_caption, exemplar_figure_png, heatmap_grid_png
 from results.files import (
     RESULTS_FILE,
@@ -38,10 +40,12 @@ from results.files import (
 )
 from results.report import render_report
 from results.run_tables import run_tables
+from results.sanity_figures import mprt_curves_png, random_logit_grid_png
 from results.schema import (
     BASELINES,
     MASKINGS,
     MODES,
+    PAPER_CONTRASTS,
     PROTOCOL_VERSION,
     check_values,
     media_key,
@@ -66,6 +70,17 @@ class ContrastiveEvaluation(Callback):
             when evaluate.py set it (``E/evaluate/version_<N>``), else the trainer's log dir.
         overwrite: evaluate.py replaces an earlier run's results in ``output_dir`` instead of
             refusing the folder (``cli/output_claim.py``).
+        finer_gamma, finer_top, finer_alpha: the Finer-CAM contrasts' options (used when
+            ``contrasts`` holds ``finer`` / ``finer_weighted``): ``finer = y_t - gamma * mean``
+            of the ``top`` nearest logits; ``finer_weighted``'s comparison strength ``alpha``.
+        random_logit: run the random-logit check (``metrics.random_logit``): the map of t1 vs
+            the map of a random class s per sample, s seeded by the sample's dataset index and
+            ``random_logit_seed``; s is one more target in each explain's backward (off by
+            default: it adds half of the explain backward's rows).
+        mprt: run the parameter-randomisation test (``metrics.parameter_randomisation``) on the
+            test samples with a dataset index below ``mprt_samples``, cascading over every
+            parameterised layer of the network (head first), re-initialised from ``mprt_seed``;
+            one explain per method, sample and layer step (off by default).
     """
 
     def __init__(
@@ -87,6 +102,14 @@ class ContrastiveEvaluation(Callback):
         num_figures: int = 8,
         output_dir: str | None = None,
         overwrite: bool = False,
+        finer_gamma: float = FINER_GAMMA,
+        finer_top: int = FINER_TOP,
+        finer_alpha: float = FINER_ALPHA,
+        random_logit: bool = False,
+        random_logit_seed: int = 0,
+        mprt: bool = False,
+        mprt_samples: int = 8,
+        mprt_seed: int = 0,
     ) -> None:
         super().__init__()
         if not methods:
@@ -123,6 +146,14 @@ class ContrastiveEvaluation(Callback):
         self.overwrite = overwrite
         # Set by evaluate.py: what its --ckpt_path holds (run.json's "checkpoint").
         self.checkpoint_info: dict[str, Any] | None = None
+        self.finer_gamma, self.finer_top, self.finer_alpha = finer_gamma, finer_top, finer_alpha
+        with_options(self.contrasts, self.contrast_options())  # bad options fail here
+        self.random_logit, self.random_logit_seed = random_logit, random_logit_seed
+        self._batch_indices: list[list[int]] | None = None
+        if mprt and mprt_samples < 1:
+            raise ConfigError(f"ContrastiveEvaluation: mprt_samples={mprt_samples} must be >= 1.")
+        self.mprt, self.mprt_samples, self.mprt_seed = mprt, mprt_samples, mprt_seed
+        self._mprt_layers: tuple[str, ...] = ()
         self.step: EvaluationStep | None = None
         self.results: dict[str, float] = {}
         self._figures: list[dict[str, Any]] = []
@@ -142,6 +173,10 @@ class ContrastiveEvaluation(Callback):
         std = tuple(getattr(dm, "std", IMAGENET_STD))
         return mean, std
 
+    def contrast_options(self) -> dict[str, float]:
+        """The function contrasts' options (``explainers.logit_contrasts.OPTIONS``)."""
+        return {"gamma": self.finer_gamma, "top": self.finer_top, "alpha": self.finer_alpha}
+
     def evaluation_step(self, layer: str | None, mean: Sequence[float], std: Sequence[float],
                         reshape: str | None = None) -> EvaluationStep:
         """The per-batch step with this callback's settings (the benchmarks build theirs here).
@@ -156,6 +191,10 @@ class ContrastiveEvaluation(Callback):
             steps=self.steps, eps=self.eps,
             memory_budget=None if budget is None else int(budget * 2**30),
             localization=self.localization, mean=mean, std=std, reshape=reshape,
+            contrast_options=self.contrast_options(), random_logit=self.random_logit,
+            random_logit_seed=self.random_logit_seed,
+            mprt_samples=self.mprt_samples if self.mprt else 0, mprt_layers=self._mprt_layers,
+            mprt_seed=self.mprt_seed,
         )
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -188,6 +227,7 @@ class ContrastiveEvaluation(Callback):
         # the plain module (never the DDP wrapper), its forwards in the trainer's precision
         self._net = InPrecision(pl_module.net, trainer.precision_plugin.forward_context)
         self._layer = "net." + layer
+        self._mprt_layers = tuple(cascade_layers(self._net)) if self.mprt else ()
         step = self.evaluation_step(self._layer, *self._data_stats(trainer),
                                     reshape=getattr(pl_module, "explain_reshape", None))
         self.step = step.set_state_dtype(pl_module.device).to(pl_module.device)
@@ -195,6 +235,7 @@ class ContrastiveEvaluation(Callback):
         self._figures = []
         self._exemplars = None
         self._part_attributes = None
+        self._batch_indices = None
         if trainer.is_global_zero and self.num_figures > 0:
             self._exemplars = ExemplarBuffer(self.num_figures, self.threshold,
                                              *self._data_stats(trainer))
@@ -216,7 +257,10 @@ class ContrastiveEvaluation(Callback):
         if part_masks is not None and self.localization and self._part_attributes is None:
             # one host-to-device copy per run
             self._part_attributes = trainer.datamodule.part_attributes.to(x.device)
-        explained = self.step.update(self._net, x, labels, part_masks, self._part_attributes)
+        indices = self._indices(trainer, batch_idx, dataloader_idx, x.shape[0]) if (
+            self.random_logit or self.mprt) else None
+        explained = self.step.update(self._net, x, labels, part_masks, self._part_attributes,
+                                     indices=indices)
         keep = 0
         if trainer.is_global_zero and self.num_figures > 0:
             keep = min(self.num_figures - sum(f["n"] for f in self._figures), x.shape[0])
@@ -229,11 +273,32 @@ class ContrastiveEvaluation(Callback):
                 "targets": last.targets[:keep].detach().cpu(),
                 "labels": labels[:keep].detach().cpu(),
                 "probs": last.probs.gather(1, last.targets)[:keep].detach().cpu(),
+                "random": {m: ({c: v[:keep].detach().cpu() for c, v in maps.items()},
+                               s[:keep].detach().cpu())
+                           for m, (maps, s) in self.step.last_random.items()},
             })
         if self._exemplars is not None:
             last = explained[self.methods[-1]]
             self._exemplars.update(x, labels, last.targets, last.probs,
                                    {m: res.maps for m, res in explained.items()})
+
+    def _indices(self, trainer: Trainer, batch_idx: int, dataloader_idx: int,
+                 size: int) -> list[int]:
+        """The batch's global dataset indices: the test loader's batch sampler replayed (it is
+        sequential, or the distributed sampler's share of this rank, unshuffled), else this
+        rank's running count interleaved across ranks as the distributed sampler deals them."""
+        if self._batch_indices is None:
+            loaders = trainer.test_dataloaders
+            loader = loaders[dataloader_idx] if isinstance(loaders, (list, tuple)) else loaders
+            sampler = getattr(loader, "batch_sampler", None)
+            self._batch_indices = [list(b) for b in sampler] if sampler is not None else []
+            self._seen_host = 0
+        start = self._seen_host
+        self._seen_host += size
+        if batch_idx < len(self._batch_indices) and len(self._batch_indices[batch_idx]) == size:
+            return [int(i) for i in self._batch_indices[batch_idx]]
+        rank, world = trainer.global_rank, trainer.world_size
+        return [rank + world * i for i in range(start, start + size)]
 
     # ------------------------------------------------------------------------------- epoch end
     def compute_results(self) -> dict[str, float]:
@@ -244,6 +309,8 @@ class ContrastiveEvaluation(Callback):
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Compute (every rank), log to every logger, then W&B tables and files on rank zero."""
         assert self.step is not None, "on_test_start builds the step"
+        if self.mprt:
+            self.step.finish(self._net)
         self.results = self.compute_results()  # collectives: every rank, same order
         self.written = []
         # Straight to the loggers (each logs on rank zero only): the values are final, already
@@ -281,6 +348,29 @@ class ContrastiveEvaluation(Callback):
                 labels=cat["labels"], probs=cat["probs"],
             )
         out.update(self._render_exemplars(trainer, dm, names, parts_used))
+        out.update(self._render_sanity(cat, mean, std, names))
+        return out
+
+    def _render_sanity(self, cat: dict[str, torch.Tensor], mean: Sequence[float],
+                       std: Sequence[float], names: Any) -> dict[str, bytes]:
+        """``randomlogit_<method>`` (maps of t1 and of the random class s) and ``mprt_<method>``
+        (the parameter-randomisation curves), when those checks ran."""
+        out: dict[str, bytes] = {}
+        for method in self.methods:
+            if self.random_logit and self._figures and self._figures[0]["random"]:
+                shown = [c for c in PAPER_CONTRASTS if c in self.contrasts] or list(
+                    self.contrasts)
+                maps_t = {c: torch.cat([f["maps"][method][c][:, 0] for f in self._figures])
+                          for c in shown}
+                maps_s = {c: torch.cat([f["random"][method][0][c] for f in self._figures])
+                          for c in shown}
+                s = torch.cat([f["random"][method][1] for f in self._figures])
+                out[f"randomlogit_{method}"] = random_logit_grid_png(
+                    cat["images"], maps_t, maps_s, cat["targets"][:, 0], s, mean, std, names,
+                    title=f"{method}: random-logit check, maps of t1 and of a random class s")
+            png = mprt_curves_png(self.results, method) if self.mprt else None
+            if png is not None:
+                out[f"mprt_{method}"] = png
         return out
 
     def _render_exemplars(self, trainer: Trainer, dm: Any, names: Any,

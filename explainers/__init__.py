@@ -5,7 +5,11 @@
 """
 
 from explainers.api import Explanation, explain, explain_rows
-from explainers.contrasts import CONTRASTS
+from explainers.contrasts import ALL_CONTRASTS, CONTRASTS
+from explainers.logit_contrasts import LogitContrast
 from explainers.methods import METHODS
 
-__all__ = ["CONTRASTS", "METHODS", "Explanation", "explain", "explain_rows"]
+__all__ = [
+    "ALL_CONTRASTS", "CONTRASTS", "METHODS", "Explanation", "LogitContrast", "explain",
+    "explain_rows",
+]

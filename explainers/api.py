@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from errors import ConfigError, InputTypeError
-from explainers.contrasts import CONTRASTS, contrast_rows, rivals
+from explainers.contrasts import ALL_CONTRASTS, CONTRASTS, contrast_rows, rivals
 from explainers.engine import check_grad_possible, forward_vjp, result_dtype
+from explainers.fullgrad import fullgrad_vjp
 from explainers.hooks import tokens_to_grid
+from explainers.logit_contrasts import LogitContrast, LogitFn, as_contrast
 from explainers.methods import METHODS, Method
 
 
@@ -68,12 +70,28 @@ def _check_call(method: str, layer: str | None, reshape: str | None, x: Tensor) 
     return spec
 
 
-def _check_contrasts(contrasts: Sequence[str]) -> tuple[str, ...]:
-    contrasts = tuple(contrasts)
-    bad = [c for c in contrasts if c not in CONTRASTS]
-    if bad or not contrasts:
-        raise ConfigError(f"unknown contrasts {bad or contrasts!r}; choose from {CONTRASTS}")
-    return contrasts
+ContrastArg = str | LogitContrast | LogitFn
+
+
+def _check_contrasts(contrasts: Sequence[ContrastArg]) -> tuple[str | LogitContrast, ...]:
+    """Names checked against ``ALL_CONTRASTS``; functions wrapped; names must not repeat."""
+    if isinstance(contrasts, str) or callable(contrasts):
+        contrasts = (contrasts,)
+    items = tuple(as_contrast(c) for c in contrasts)
+    bad = [c for c in items if isinstance(c, str) and c not in ALL_CONTRASTS]
+    if bad or not items:
+        raise ConfigError(f"unknown contrasts {bad or contrasts!r}; choose from "
+                          f"{ALL_CONTRASTS} or give a function z(logits [C], target) -> scalar")
+    names = contrast_names(items)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"contrast names repeat: {names}; give functions distinct names "
+                          "(explainers.LogitContrast(name, fn))")
+    return items
+
+
+def contrast_names(contrasts: Sequence[str | LogitContrast]) -> tuple[str, ...]:
+    """The maps' keys: a name, or a :class:`LogitContrast`'s name."""
+    return tuple(c if isinstance(c, str) else c.name for c in contrasts)
 
 
 def explain(
@@ -83,10 +101,11 @@ def explain(
     layer: str | None = None,
     topk: int = 1,
     targets: Tensor | None = None,
-    contrasts: Sequence[str] = CONTRASTS,
+    contrasts: Sequence[ContrastArg] = CONTRASTS,
     reshape: str | None = None,
     steps: int = 16,
     baseline: Tensor | float = 0.0,
+    also: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> Explanation:
     """Explain ``model`` at ``x [B, C_in, H, W]`` for ``targets`` (or the top-``topk`` predictions).
 
@@ -111,9 +130,16 @@ def explain(
         layer: module name (``model.named_modules()``) for activation methods; None for input ones.
         topk: number of top predictions explained when ``targets`` is None.
         targets: LongTensor ``[B]`` or ``[B, k]``.
-        contrasts: subset of ``CONTRASTS``.
+        contrasts: names from ``ALL_CONTRASTS`` (default: the paper's four, ``CONTRASTS``),
+            :class:`LogitContrast` objects (e.g.
+            ``logit_contrasts.named("finer", gamma=0.5)``) or functions ``z(y [C], t []) ->
+            scalar`` of one input's logits (gradient ``dz/dy`` by ``torch.func``; the map is keyed
+            by the function's ``__name__``). gradcam++ explains the gradient of ``z`` itself.
         reshape: ``"tokens"`` turns ViT block outputs ``[B, 1 + h*w, D]`` into ``[B, D, h, w]``.
         steps, baseline: integrated gradients' number of path points and reference input.
+        also: more targets explained in the same backward: ``also(logits [B, C], targets [B, k])
+            -> [B, e]`` (e.g. a random class per sample); they follow the chosen targets in
+            ``Explanation.targets [B, k + e]`` and in the maps.
     """
     spec = _check_call(method, layer, reshape, x)
     contrasts = _check_contrasts(contrasts)
@@ -141,7 +167,9 @@ def explain(
             t = clean.topk(topk, dim=1).indices
         else:
             t = _check_targets(targets.to(x.device), c, batch)
-        if c < 2 and contrasts != ("original",):
+        if also is not None:
+            t = torch.cat([t, also(clean, t).to(t)], dim=1)
+        if c < 2 and tuple(contrasts) != ("original",):
             raise ConfigError("contrasts other than 'original' need at least 2 classes")
         chosen["targets"], chosen["logits"] = t, clean
         reps = logits.shape[0] // batch
@@ -150,7 +178,12 @@ def explain(
         rows = contrast_rows(logits, t_all, rival_all, contrasts, prob_weighted=not spec.linear)
         return rows.flatten(0, 1)
 
-    act, grads, _ = forward_vjp(model, inp, layer, rows_fn)
+    if method == "fullgrad":
+        if reshape is not None:
+            raise ConfigError("fullgrad explains the input: reshape must be None")
+        maps, _ = fullgrad_vjp(model, inp, rows_fn)  # [n_contrasts * k, B, H, W]
+    else:
+        act, grads, _ = forward_vjp(model, inp, layer, rows_fn)
     t = chosen["targets"]
     k = t.shape[1]
     if method == "integrated_gradients":
@@ -158,12 +191,13 @@ def explain(
         act = (x - ref).to(grads.dtype)
     if reshape == "tokens":
         act, grads = tokens_to_grid(act), tokens_to_grid(grads)
-    maps = spec(act, grads)  # [n_contrasts * k, B, ...]
+    if method != "fullgrad":
+        maps = spec(act, grads)  # [n_contrasts * k, B, ...]
     maps = maps.unflatten(0, (len(contrasts), k)).movedim(2, 1)  # [n, B, k, ...]
     return Explanation(
         targets=t,
         logits=chosen["logits"],
-        maps={name: maps[i] for i, name in enumerate(contrasts)},
+        maps={name: maps[i] for i, name in enumerate(contrast_names(contrasts))},
         method=method,
         layer=layer,
     )
@@ -174,7 +208,7 @@ def explain_rows(
     x: Tensor,
     targets: Tensor,
     which: Tensor,
-    contrasts: Sequence[str],
+    contrasts: Sequence[ContrastArg],
     method: str = "gradient",
     layer: str | None = None,
     reshape: str | None = None,
@@ -195,15 +229,15 @@ def explain_rows(
         check_targets: check that targets lie in ``[0, C)`` (one host sync); per-step loops pass
             False and validate once, at their own entry.
         which: LongTensor ``[N]`` or ``[R, N]`` of indices into ``contrasts``.
-        contrasts: contrast names (a subset of ``CONTRASTS``).
+        contrasts: contrasts as :func:`explain` takes them.
 
     Returns:
         ``(maps, logits)``: maps ``[R, N, ...]`` (``[N, ...]`` when ``which`` is ``[N]``; float32,
         float64 for a float64 model) and the logits ``[N, C]`` at ``x``, detached.
     """
     spec = _check_call(method, layer, reshape, x)
-    if method == "integrated_gradients":
-        raise ConfigError("explain_rows does not take integrated_gradients (a path per input)")
+    if method in ("integrated_gradients", "fullgrad"):
+        raise ConfigError(f"explain_rows does not take {method} (use explain)")
     contrasts = _check_contrasts(contrasts)
     n = x.shape[0]
     idx = which if which.dim() == 2 else which[None]

@@ -11,6 +11,9 @@ Approximation, XGradCAM, Gradient, Input x Gradient) each contrast is the map of
 
 For gradcam++ (not linear in the gradient) ``weighted`` uses the gradient of ``p_t`` instead,
 row ``p_t (e_t - p)``; ``mean`` / ``max`` are gradcam++ of the contrast output's gradient.
+
+Any other contrast is a scalar function of the logits whose row is its gradient ``dz/dy``
+(``explainers.logit_contrasts``: ``finer``, ``finer_weighted`` and user functions).
 """
 
 from __future__ import annotations
@@ -21,8 +24,12 @@ import torch
 from torch import Tensor
 
 from errors import ConfigError
+from explainers.logit_contrasts import FUNCTION_CONTRASTS, LogitContrast, function_rows, named
 
+# The paper's contrasts: closed-form rows, explain()'s default.
 CONTRASTS: tuple[str, ...] = ("original", "weighted", "mean", "max")
+# Every named contrast: the paper's and the functions of the logits (the result schema's axis).
+ALL_CONTRASTS: tuple[str, ...] = (*CONTRASTS, *FUNCTION_CONTRASTS)
 
 
 def rivals(logits: Tensor, targets: Tensor) -> Tensor:
@@ -36,12 +43,13 @@ def contrast_rows(
     logits: Tensor,
     targets: Tensor,
     rival: Tensor,
-    contrasts: Sequence[str],
+    contrasts: Sequence[str | LogitContrast],
     prob_weighted: bool = False,
 ) -> Tensor:
     """VJP rows ``[n_contrasts, k, N, C]`` for logits ``[N, C]``, targets / rival ``[N, k]``.
 
     ``prob_weighted`` makes the ``weighted`` row the gradient of ``p_t``: ``p_t (e_t - p)``.
+    A :class:`LogitContrast` (or the name of a built-in one, default options) gives ``dz/dy``.
     """
     logits = logits.detach()
     n, c = logits.shape
@@ -50,7 +58,10 @@ def contrast_rows(
     one_hot.scatter_(2, targets[..., None], 1.0)
     rows = []
     for name in contrasts:
-        if name == "original":
+        if isinstance(name, LogitContrast) or name in FUNCTION_CONTRASTS:
+            fn = name if isinstance(name, LogitContrast) else named(name)
+            rows.append(function_rows(logits, targets, fn).to(logits.dtype))
+        elif name == "original":
             rows.append(one_hot)
         elif name == "weighted":
             if prob_weighted:
@@ -67,5 +78,5 @@ def contrast_rows(
             rival_hot = torch.zeros_like(one_hot).scatter_(2, rival[..., None], 1.0)
             rows.append(one_hot - rival_hot)
         else:
-            raise ConfigError(f"unknown contrast {name!r}; choose from {CONTRASTS}")
+            raise ConfigError(f"unknown contrast {name!r}; choose from {ALL_CONTRASTS}")
     return torch.stack(rows).transpose(1, 2)

@@ -83,4 +83,6 @@ METHODS: dict[str, Method] = {
     "gradient": Method("gradient", input_space=True, linear=True),
     "input_x_gradient": Method("input_x_gradient", input_space=True, linear=True),
     "integrated_gradients": Method("integrated_gradients", input_space=True, linear=True),
+    # maps [R, B, H, W] from explainers.fullgrad (its own backward: input and bias layers)
+    "fullgrad": Method("fullgrad", input_space=True, linear=False),
 }

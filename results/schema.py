@@ -10,6 +10,8 @@ A key names a quantity and its coordinates on the protocol's axes::
     eval/<differ_share|shared_share|pointing_differ|pointing_shared>/<method>/<t>/<contrast>
     eval/count/<method>/<t>                                                 localisation samples
     eval/num_samples                                                        test images seen
+    eval/<random_logit_ssim|random_logit_spearman|random_logit_lower>/<method>/<contrast>
+    eval/<mprt_spearman|mprt_ssim>/<method>/<contrast>/<layer>              <step>_<layer name>
     eval/diff_<quantity>/<that quantity's coordinates>/<stat>               paired difference
                                                                             <contrast> - original
 
@@ -33,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from errors import ConfigError
-from explainers.contrasts import CONTRASTS
+from explainers.contrasts import ALL_CONTRASTS
 
 # Changes whenever the protocol changes, so that results of different protocols are never mixed
 # silently (run.json carries it, the sweep tables keep one version).
@@ -88,7 +90,8 @@ def _natural(value: str) -> tuple[object, ...]:
 
 
 METHOD_TITLES = {"linear_approx": "LA", "gradcam": "GC", "xgradcam": "XGC", "gradcam++": "GC++",
-                 "gradient": "Grad", "input_x_gradient": "IxG", "integrated_gradients": "IG"}
+                 "gradient": "Grad", "input_x_gradient": "IxG", "integrated_gradients": "IG",
+                 "fullgrad": "FG"}
 AXES: dict[str, Axis] = {
     "method": Axis("method", None, METHOD_TITLES,
                    "explanation method (explainers.METHODS); 'gradient' for the gradient-sign "
@@ -102,9 +105,14 @@ AXES: dict[str, Axis] = {
     "masking": Axis("masking", MASKINGS, {},
                     "threshold: the sign of the map; equal: the same pixel count for every "
                     "contrast"),
-    "contrast": Axis("contrast", CONTRASTS, {"original": "ori", "weighted": "wtd"},
-                     "explained output: original y_t, weighted contrast, mean, max"),
+    "contrast": Axis("contrast", ALL_CONTRASTS, {"original": "ori", "weighted": "wtd",
+                                             "finer": "finer", "finer_weighted": "finer_w"},
+                     "explained output: original y_t, weighted contrast, mean, max, Finer-CAM's "
+                     "linear (finer) and softmax-weighted (finer_weighted) contrasts"),
     "steps": Axis("steps", None, {}, "gradient-sign steps n (written n<k>)"),
+    "layer": Axis("layer", None, {},
+                  "parameter-randomisation cascade step: <step>_<the layer randomised last>, "
+                  "head first"),
     "stat": Axis("stat", PAIRED_STATS, {"mean": "diff"},
                  "statistic of the paired difference <contrast> - original: mean, se (standard "
                  "error), lo / hi (95 % interval), n (pairs)"),
@@ -178,6 +186,23 @@ QUANTITIES: tuple[Quantity, ...] = (
     *(paired_quantity(q, _LOCALISED, better) for q, better in (
         ("differ_share", True), ("shared_share", False), ("pointing_differ", True),
         ("pointing_shared", False))),
+    Quantity("random_logit_ssim", ("method", "contrast"), "SSIM",
+             "random-logit check: mean SSIM between the map of t1 and the map of a random other "
+             "class s (maps normalised as the figures show them); lower = class-sensitive",
+             False),
+    Quantity("random_logit_spearman", ("method", "contrast"), "Spearman",
+             "random-logit check: mean Spearman rank correlation between the maps of t1 and of "
+             "the random class s; lower = class-sensitive", False),
+    Quantity("random_logit_lower", ("method", "contrast"), "wins",
+             "random-logit check: share of samples whose SSIM for this contrast is below the "
+             "original map's (the pairs this contrast wins)", True),
+    Quantity("mprt_spearman", ("method", "contrast", "layer"), "Spearman",
+             "parameter randomisation: mean Spearman rank correlation between the trained "
+             "model's map of t1 and the map after randomising the layers down to this step; "
+             "lower = the map depends on the weights", False),
+    Quantity("mprt_ssim", ("method", "contrast", "layer"), "SSIM",
+             "parameter randomisation: mean SSIM between the trained and the randomised "
+             "model's maps of t1", False),
 )
 _BY_SHAPE: dict[tuple[str, int], Quantity] = {q.shape: q for q in QUANTITIES}
 assert len(_BY_SHAPE) == len(QUANTITIES), "two quantities with one name and one shape"
@@ -208,6 +233,7 @@ class ResultKey:
     masking: str | None = None
     contrast: str | None = None
     steps: int | None = None
+    layer: str | None = None
     stat: str | None = None
 
     def __post_init__(self) -> None:
@@ -359,6 +385,24 @@ TABLES: tuple[TableSpec, ...] = (
         "or in a part they share (shared); the rest point outside the annotated parts.",
         quantities=("pointing_differ", "pointing_shared"), rows=("method", "t"),
         columns=("contrast",)),
+    TableSpec(
+        "random_logit", "random-logit check: map of t1 vs a random class s",
+        "Random-logit sanity check (similarity of the maps of t1 and of a random class)",
+        "SSIM and Spearman rank correlation between each sample's map of t1 and its map of a "
+        "random other class s (drawn per sample from its dataset index), maps normalised as the "
+        "figures show them. Lower means the map depends on the class; a map that stays the same "
+        "cannot say why t1 and not the others. wins: share of samples whose SSIM is below the "
+        "original map's.",
+        quantities=("random_logit_ssim", "random_logit_spearman", "random_logit_lower"),
+        rows=("method",), columns=("contrast",)),
+    TableSpec(
+        "mprt", "parameter randomisation: {method}",
+        "Parameter randomisation (MPRT), {method}",
+        "Similarity of the trained model's map of t1 with the map after re-initialising the "
+        "layers top down, cascading (each row randomises one more layer, the head first), on "
+        "the first test samples. Lower means the map depends on the learned weights.",
+        quantities=("mprt_spearman", "mprt_ssim"), rows=("layer",), columns=("contrast",),
+        split=("method",), row_titles=False),
 )
 # Quantities that are in results.json and W&B but in no one-run table (with the reason).
 UNTABULATED: dict[str, str] = {

@@ -19,6 +19,7 @@ from sweeps.render import (
     render_markdown,
 )
 from sweeps.runs import Collection, collect
+from sweeps.sanity import sanity_markdown
 from sweeps.tables import PaperTable, build_tables
 
 FILES = {"markdown": "paper_tables.md", "latex": "paper_tables.tex", "csv": "paper_tables.csv"}
@@ -42,7 +43,7 @@ def write_report(paths: Sequence[Path], out: Path, *, protocol: int | None = Non
     collection = collect(paths, protocol)
     tables = build_tables(collection.runs, paper)
     report = Report(tables, collection)
-    texts = {"markdown": render_markdown(tables, collection),
+    texts = {"markdown": render_markdown(tables, collection) + sanity_markdown(collection.runs),
              "latex": render_latex(tables), "csv": render_csv(collection, paper)}
     for kind, text in texts.items():
         path = out / FILES[kind]
