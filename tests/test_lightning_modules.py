@@ -78,36 +78,31 @@ def test_missing_pretrained_file_is_named(tmp_path: Path) -> None:
         build_backbone("tiny_vgg", 10, pretrained=str(tmp_path / "nope.pth"))
 
 
-def test_hub_weights_name_path_and_error(tmp_path: Path) -> None:
-    old = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path))
-    try:
-        path, url = hub_weights_path("alexnet", "IMAGENET1K_V1")
-        assert url.startswith("https://") and path == tmp_path / "checkpoints" / url.split("/")[-1]
-        assert hub_weights_path("alexnet", "DEFAULT")[0] == path
-        with pytest.raises(FileNotFoundError) as err:
-            build_backbone("alexnet", 10, pretrained="IMAGENET1K_V1")
-        assert str(path) in str(err.value) and url in str(err.value)
-        with pytest.raises(ValueError, match="unknown weights 'IMAGENET9K'"):
-            hub_weights_path("alexnet", "IMAGENET9K")
-    finally:
-        torch.hub.set_dir(old)
+def test_hub_weights_name_path_and_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    # TORCH_HOME, not torch.hub.set_dir: set_dir(old) would pin the hub folder for later tests
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    path, url = hub_weights_path("alexnet", "IMAGENET1K_V1")
+    assert url.startswith("https://")
+    assert path == tmp_path / "hub" / "checkpoints" / url.split("/")[-1]
+    assert hub_weights_path("alexnet", "DEFAULT")[0] == path
+    with pytest.raises(FileNotFoundError) as err:
+        build_backbone("alexnet", 10, pretrained="IMAGENET1K_V1")
+    assert str(path) in str(err.value) and url in str(err.value)
+    with pytest.raises(ValueError, match="unknown weights 'IMAGENET9K'"):
+        hub_weights_path("alexnet", "IMAGENET9K")
 
 
 def test_hub_weights_cached_file_is_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A fake hub cache holding a tiny file under the name torchvision would cache AlexNet under.
-    old = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path))
-    try:
-        path, _ = hub_weights_path("alexnet", "IMAGENET1K_V1")
-        path.parent.mkdir(parents=True)
-        src = build_backbone("alexnet", 1000)
-        torch.save(src.state_dict(), path)
-        net = build_backbone("alexnet", 3, pretrained="IMAGENET1K_V1")
-        assert torch.equal(net.features[10].weight, src.features[10].weight)
-        assert net.classifier[6].out_features == 3
-    finally:
-        torch.hub.set_dir(old)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    path, _ = hub_weights_path("alexnet", "IMAGENET1K_V1")
+    path.parent.mkdir(parents=True)
+    src = build_backbone("alexnet", 1000)
+    torch.save(src.state_dict(), path)
+    net = build_backbone("alexnet", 3, pretrained="IMAGENET1K_V1")
+    assert torch.equal(net.features[10].weight, src.features[10].weight)
+    assert net.classifier[6].out_features == 3
 
 
 def test_classifier_defaults_follow_paper() -> None:
