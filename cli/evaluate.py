@@ -68,6 +68,7 @@ class EvaluationCLI(WhynotCLI):
             help="checkpoint of the fine-tuned model to evaluate (from train.py)",
         )
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.image_size", "model.image_size", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         """Run folder and loggers; gradients on, no checkpointing, part masks for localisation."""

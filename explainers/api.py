@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from errors import ConfigError, InputTypeError
 from explainers.contrasts import CONTRASTS, contrast_rows, rivals
 from explainers.engine import check_grad_possible, forward_vjp, result_dtype
-from explainers.hooks import tokens_to_grid
+from explainers.hooks import Reshape, reshape_pair, resolve_reshape
 from explainers.methods import METHODS, Method
 
 
@@ -51,7 +51,8 @@ def _check_targets(targets: Tensor, num_classes: int, batch: int) -> Tensor:
     return t
 
 
-def _check_call(method: str, layer: str | None, reshape: str | None, x: Tensor) -> Method:
+def _check_call(method: str, layer: str | None, reshape: str | Reshape | None,
+                x: Tensor) -> Method:
     """Validate the arguments every entry shares; returns the method's spec."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
@@ -60,8 +61,7 @@ def _check_call(method: str, layer: str | None, reshape: str | None, x: Tensor) 
         raise ConfigError(f"method {method!r} explains the input: pass layer=None, not {layer!r}")
     if not spec.input_space and layer is None:
         raise ConfigError(f"method {method!r} needs layer=<module name from model.named_modules()>")
-    if reshape not in (None, "tokens"):
-        raise ConfigError(f"reshape must be None or 'tokens', got {reshape!r}")
+    resolve_reshape(reshape)
     if x.dim() != 4:
         raise ConfigError(f"x must be images [B, C_in, H, W], got shape {tuple(x.shape)}")
     check_grad_possible(x)
@@ -84,7 +84,7 @@ def explain(
     topk: int = 1,
     targets: Tensor | None = None,
     contrasts: Sequence[str] = CONTRASTS,
-    reshape: str | None = None,
+    reshape: str | Reshape | None = None,
     steps: int = 16,
     baseline: Tensor | float = 0.0,
 ) -> Explanation:
@@ -112,7 +112,9 @@ def explain(
         topk: number of top predictions explained when ``targets`` is None.
         targets: LongTensor ``[B]`` or ``[B, k]``.
         contrasts: subset of ``CONTRASTS``.
-        reshape: ``"tokens"`` turns ViT block outputs ``[B, 1 + h*w, D]`` into ``[B, D, h, w]``.
+        reshape: ``"tokens"`` turns ViT block outputs ``[B, 1 + h*w, D]`` into ``[B, D, h, w]``;
+            a callable (:data:`explainers.hooks.Reshape`) turns the layer's output ``[B, ...]``
+            into ``[B, C, h, w]`` (timm models: prefix tokens dropped, NHWC permuted).
         steps, baseline: integrated gradients' number of path points and reference input.
     """
     spec = _check_call(method, layer, reshape, x)
@@ -156,8 +158,7 @@ def explain(
     if method == "integrated_gradients":
         grads = grads.unflatten(1, (steps, batch)).mean(dim=1)
         act = (x - ref).to(grads.dtype)
-    if reshape == "tokens":
-        act, grads = tokens_to_grid(act), tokens_to_grid(grads)
+    act, grads = reshape_pair(resolve_reshape(reshape), act, grads)
     maps = spec(act, grads)  # [n_contrasts * k, B, ...]
     maps = maps.unflatten(0, (len(contrasts), k)).movedim(2, 1)  # [n, B, k, ...]
     return Explanation(
@@ -177,7 +178,7 @@ def explain_rows(
     contrasts: Sequence[str],
     method: str = "gradient",
     layer: str | None = None,
-    reshape: str | None = None,
+    reshape: str | Reshape | None = None,
     check_targets: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Maps where every input picks its own contrasts: ONE forward, one VJP row per input.
@@ -220,7 +221,6 @@ def explain_rows(
         return every.gather(0, idx[..., None].expand(-1, -1, logits.shape[1]))  # [R, N, C]
 
     act, grads, logits = forward_vjp(model, x, layer, rows_fn)
-    if reshape == "tokens":
-        act, grads = tokens_to_grid(act), tokens_to_grid(grads)
+    act, grads = reshape_pair(resolve_reshape(reshape), act, grads)
     maps = spec(act, grads)
     return (maps if which.dim() == 2 else maps[0]), logits

@@ -78,7 +78,8 @@ def test_missing_pretrained_file_is_named(tmp_path: Path) -> None:
         build_backbone("tiny_vgg", 10, pretrained=str(tmp_path / "nope.pth"))
 
 
-def test_hub_weights_name_path_and_error(tmp_path: Path) -> None:
+def test_hub_weights_name_path_and_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a missing name would be downloaded
     old = torch.hub.get_dir()
     torch.hub.set_dir(str(tmp_path))
     try:
