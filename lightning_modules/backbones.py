@@ -17,8 +17,10 @@ names that module: AlexNet ``features.11`` (the ReLU after the last conv ``featu
 ``features.29`` (the ReLU after ``features.28``). Where nothing overwrites the hooked output the
 layer is the hooked module itself: VGG-16-BN ``features.40`` (BatchNorm follows, out of place),
 ResNet-50 ``layer4`` (its blocks end in their own ReLU; the average pool follows),
-ViT-B/16 ``encoder.layers.encoder_layer_11`` (the final LayerNorm follows), tiny_vgg ``features.12``
-(BatchNorm follows), tiny_resnet ``layer3`` (like ResNet-50).
+ViT-B/16 ``encoder.layers.encoder_layer_11.ln_1``, the last block's tokens as its attention reads
+them (the block's output would give all-zero maps: only the class token is classified, and no
+patch token reaches it after the last attention), tiny_vgg ``features.12`` (BatchNorm follows),
+tiny_resnet ``layer3`` (like ResNet-50).
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     "resnet50": BackboneSpec(lambda: models.resnet50(weights=None), "fc", "layer4",
                              weights_enum=models.ResNet50_Weights),
     "vit_b_16": BackboneSpec(lambda: models.vit_b_16(weights=None), "heads.head",
-                             "encoder.layers.encoder_layer_11", explain_reshape="tokens",
+                             "encoder.layers.encoder_layer_11.ln_1", explain_reshape="tokens",
                              weights_enum=models.ViT_B_16_Weights),
     "tiny_vgg": BackboneSpec(TinyVGG, "classifier.3", "features.12"),
     "tiny_resnet": BackboneSpec(TinyResNet, "fc", "layer3"),

@@ -7,8 +7,11 @@ Default explanation layer, one rule per family, read off the built model (never 
 - CNNs (ResNet, ConvNeXt, EfficientNet, RegNet, MobileNet, ...): the last stage's output, the last
   entry of timm's ``feature_info`` (``layer4``, ``stages.3``, ``blocks.6``, ``s4``): a
   ``[B, C, h, w]`` map. EfficientNet's ``conv_head``/``bn2`` follow it (they are not a stage).
-- Vision transformers (ViT, DeiT, BEiT, EVA, DINOv2 with or without registers): the last block
-  (``blocks.<n-1>``; the final norm follows, out of place). Its ``[B, P + h*w, D]`` tokens lose
+- Vision transformers (ViT, DeiT, BEiT, EVA, DINOv2 with or without registers): the tokens of the
+  last block as its attention reads them, ``blocks.<n-1>.norm1``. Not the block's output: a
+  model that classifies its class token reads no patch token after the last attention, so the
+  gradient there is exactly zero and every map with it (measured: all-zero maps at
+  ``blocks.11``). The ``[B, P + h*w, D]`` tokens lose
   the ``P = model.num_prefix_tokens`` class / distillation / register tokens and the rest become
   ``[B, D, h, w]`` with ``(h, w) = model.patch_embed.grid_size``, the model's own grid: any patch
   size, input size or aspect ratio (models built with a fixed input size get the data's
@@ -141,6 +144,8 @@ def explain_rule(net: nn.Module) -> tuple[str, Reshape | None]:
             f"feature_info naming its last stage); pass the layer by hand, one of: {listed}")
     if hasattr(net, "num_prefix_tokens") and hasattr(net, "patch_embed"):
         grid = getattr(net.patch_embed, "grid_size", None)
+        if f"{last}.norm1" in modules:  # the tokens as the last attention reads them
+            last = f"{last}.norm1"
         return last, tokens_to_grid_of(int(net.num_prefix_tokens),
                                        tuple(grid) if grid is not None else None)
     if getattr(net, "output_fmt", "NCHW") == "NHWC":
