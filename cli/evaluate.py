@@ -19,6 +19,7 @@ from cli.run_dir import existing
 from cli.split_check import RequireNonEmptySplit
 from cli.usage import EVALUATE_HELP, require_arguments
 from errors import MissingFileError, RunError
+from lightning_modules.backbones import require_trained_head
 from results.run_tables import console_tables
 from results.tables import CONSOLE_WIDTH
 
@@ -112,7 +113,11 @@ class EvaluationCLI(WhynotCLI):
     def evaluate(self) -> dict[str, float]:
         """``Trainer.test`` with the callback; print the tables and what was written (rank 0)."""
         ckpt_path = self.config.get("ckpt_path")
-        if ckpt_path is None:
+        pretrained = getattr(self.model, "hparams", {}).get("pretrained")
+        if ckpt_path is None and pretrained is not None:
+            require_trained_head(self.model.net, pretrained, self.model.hparams.num_classes)
+            self.say(f"no --ckpt_path given; evaluating the weights of {pretrained}.")
+        elif ckpt_path is None:
             self.say("no --ckpt_path given; evaluating the model as initialised.", warning=True)
         elif not Path(ckpt_path).is_file():
             raise MissingFileError(

@@ -235,6 +235,22 @@ def load_pretrained(net: nn.Module, name: str, pretrained: str) -> dict[str, tup
     return shapes
 
 
+def require_trained_head(net: nn.Module, pretrained: str, num_classes: int) -> None:
+    """Refuse to evaluate weights whose head was not loaded (another class count).
+
+    ``build_backbone`` keeps a fresh head where the file's has another class count: right for
+    fine-tuning, meaningless for evaluating a model trained elsewhere.
+    """
+    skipped = getattr(net, "pretrained_head_skipped", {})
+    if not skipped:
+        return
+    key, shape = next(iter(skipped.items()))
+    raise ConfigError(
+        f"pretrained weights {pretrained} have a {shape[0]}-class head ({key}) but the data has "
+        f"{num_classes} classes, so there is no trained head to evaluate: pass weights trained "
+        f"on this data (a {num_classes}-class head), or fine-tune from them with train.py first.")
+
+
 def build_backbone(name: str, num_classes: int, pretrained: str | None = None,
                    image_size: int | None = None) -> nn.Module:
     """Build backbone ``name`` with a ``num_classes``-way head; load ``pretrained`` if given.
