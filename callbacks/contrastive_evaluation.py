@@ -171,7 +171,7 @@ class ContrastiveEvaluation(Callback):
                 "(evaluate.py does this for you)."
             )
         for attr in ("net", "explain_layer"):
-            if not hasattr(pl_module, attr) and (attr == "net" or self.layer is None):
+            if (attr == "net" or self.layer is None) and not hasattr(pl_module, attr):
                 raise InputTypeError(
                     f"ContrastiveEvaluation: {type(pl_module).__name__} has no `{attr}`; use "
                     "lightning_modules.FineTuneClassifier or give `layer` explicitly."

@@ -108,6 +108,11 @@ def explain_defaults(name: str, net: nn.Module) -> ExplainDefaults:
     return ExplainDefaults(spec.explain_layer, spec.explain_reshape, spec.head)
 
 
+def head_name(name: str, net: nn.Module) -> str:
+    """Dotted name of the classifier head of backbone ``name`` built as ``net``."""
+    return _head_names(name, net)[0]
+
+
 def _head_names(name: str, net: nn.Module) -> tuple[str, ...]:
     if timm_backbones.is_timm(name):
         head = getattr(net, "pretrained_cfg", {}).get("classifier", "head")

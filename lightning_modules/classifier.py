@@ -11,7 +11,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from errors import ConfigError
-from lightning_modules.backbones import build_backbone, explain_defaults
+from lightning_modules.backbones import build_backbone, explain_defaults, head_name
 
 SCHEDULERS = (None, "multistep", "cosine", "step")
 OPTIMIZERS = ("sgd", "adamw")
@@ -57,10 +57,16 @@ class FineTuneClassifier(LightningModule):
             raise ConfigError(f"scheduler={scheduler!r} is not one of {SCHEDULERS}")
         self.save_hyperparameters()
         self.net = build_backbone(backbone, num_classes, pretrained, image_size)
-        defaults = explain_defaults(backbone, self.net)
-        self.explain_layer: str = defaults.layer
-        self.explain_reshape = defaults.reshape
-        self.head_name = defaults.head
+        self.head_name = head_name(backbone, self.net)
+        try:
+            defaults = explain_defaults(backbone, self.net)
+        except ConfigError as err:  # no rule for this timm model: --evaluation.layer names one
+            self._explain_error: ConfigError | None = err
+            self.explain_reshape = None
+        else:
+            self._explain_error = None
+            self._explain_layer = defaults.layer
+            self.explain_reshape = defaults.reshape
         self.loss_fn = nn.CrossEntropyLoss()
         acc = MetricCollection({
             "acc": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
@@ -70,6 +76,13 @@ class FineTuneClassifier(LightningModule):
         self.val_metrics = acc.clone(prefix="val/")
         self.test_metrics = acc.clone(prefix="test/")
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+
+    @property
+    def explain_layer(self) -> str:
+        """The backbone's default explanation layer (an error where its family has no rule)."""
+        if self._explain_error is not None:
+            raise self._explain_error
+        return self._explain_layer
 
     def forward(self, x: Tensor) -> Tensor:
         """``[B, 3, H, W]`` normalised images -> logits ``[B, num_classes]``."""
