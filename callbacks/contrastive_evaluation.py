@@ -25,7 +25,7 @@ from callbacks.exemplars import ExemplarBuffer
 from callbacks.precision import InPrecision
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from errors import ConfigError, InputTypeError, RunError
-from explainers.hooks import find_module
+from explainers.hooks import Reshape, find_module
 from results.figures import exemplar_caption, exemplar_figure_png, heatmap_grid_png
 from results.files import (
     RESULTS_FILE,
@@ -136,7 +136,7 @@ class ContrastiveEvaluation(Callback):
         return mean, std
 
     def evaluation_step(self, layer: str | None, mean: Sequence[float], std: Sequence[float],
-                        reshape: str | None = None) -> EvaluationStep:
+                        reshape: str | Reshape | None = None) -> EvaluationStep:
         """The per-batch step with this callback's settings (the benchmarks build theirs here).
 
         ``layer``: the module explained, as the network passed to the step names it.

@@ -20,6 +20,7 @@ from torchmetrics import Metric
 
 from errors import ConfigError
 from explainers import Explanation, explain
+from explainers.hooks import Reshape
 from metrics import GradientSignPerturbation, PartLocalization, PerturbationScore, SampleCount
 from metrics.functional import metric_state_dtype
 from results.schema import ResultKey
@@ -61,7 +62,7 @@ class EvaluationStep(nn.Module):
         localization: bool,
         mean: Sequence[float],
         std: Sequence[float],
-        reshape: str | None = None,
+        reshape: str | Reshape | None = None,
     ) -> None:
         super().__init__()
         self.methods = tuple(methods)

@@ -190,3 +190,28 @@ def test_fit_and_evaluate_through_the_clis(arch: str, size: int, tmp_path: Path,
     nan = [k for k, v in results.items() if v != v and k.split("/")[1] not in local]
     assert not nan, nan
     assert results["eval/count/gradcam"] == 5
+
+
+PRESETS = sorted((Path(__file__).resolve().parent.parent / "configs" / "model" / "timm")
+                 .glob("*.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_presets_build_with_the_layer_they_name(preset: Path, tmp_path: Path) -> None:
+    """Each timm preset parses; built (random weights, 32 px) its default layer is the one its
+    comment names."""
+    import yaml
+
+    from cli.train import TrainCLI
+
+    text = preset.read_text()
+    cfg = yaml.safe_load(text)["model"]
+    assert cfg["backbone"] == f"timm:{preset.stem}" and cfg["pretrained"] == "default"
+    cli = TrainCLI(args=["--config", str(preset), "--model.pretrained", "null",
+                         "--data", "datamodules.SyntheticDataModule", "--data.image_size", "32",
+                         "--data.num_train", "8", "--data.num_test", "4",
+                         "--trainer.accelerator", "cpu",
+                         "--trainer.default_root_dir", str(tmp_path)], run=False)
+    assert f"Default explain layer: {cli.model.explain_layer} (" in text
+    assert cli.model.hparams.image_size == 32 and cli.model.hparams.num_classes == 10

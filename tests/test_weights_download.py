@@ -165,3 +165,25 @@ def test_two_processes_download_once(tmp_path: Path) -> None:
     assert [float(o[0].split()[-1]) for o in outs] == pytest.approx([expected, expected])
     cache = tmp_path / "torch" / "hub" / "checkpoints"
     assert sorted(p.name for p in cache.iterdir()) == ["slow.pth", "slow.pth.lock"]
+
+
+@pytest.mark.slow
+def test_ddp_fit_downloads_once(tmp_path: Path) -> None:
+    """train.py with 2 gloo processes and a URL as pretrained: one request at the server."""
+    from tests.processes import run_cli
+
+    _, body = _tiny_weights(num_classes=10)
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "PYTHONPATH": str(ROOT)}
+    with WeightsServer({"ddp.pth": body}, delay=0.5) as server:
+        cmd = [sys.executable, "train.py", "fit", "--config", "configs/synthetic.yaml",
+               "--model.backbone", "tiny_vgg", "--model.pretrained", server.url("ddp.pth"),
+               "--data.image_size", "32", "--data.batch_size", "4", "--data.num_train", "16",
+               "--data.num_test", "4", "--data.num_workers", "0", "--trainer.max_steps", "1",
+               "--trainer.limit_val_batches", "0", "--trainer.strategy", "ddp",
+               "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+               "--trainer.enable_progress_bar", "false",
+               "--trainer.default_root_dir", str(tmp_path / "E")]
+        proc = run_cli(cmd, cwd=ROOT, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        assert server.requests == {"ddp.pth": 1}
+    assert (tmp_path / "torch" / "hub" / "checkpoints" / "ddp.pth").is_file()
