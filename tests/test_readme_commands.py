@@ -188,7 +188,7 @@ def test_documented_commands_run_as_printed(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "configs").symlink_to(ROOT / "configs")  # the docs' relative config paths
     make_cub(tmp_path / "data")
-    make_image_folder(tmp_path / "data" / "birds")  # `/data/birds`: a folder of images
+    make_image_folder(tmp_path / "data" / "birds", per_class=2)  # `/data/birds`: 3 birds
     ckpt = tmp_path / "outputs" / "cub200_vgg16_bn" / "checkpoints" / "last.ckpt"
     commands: dict[tuple[str, ...], tuple[bool, str]] = {}  # first page that prints it
     for argv, multi, page in documented_commands():
