@@ -215,3 +215,24 @@ def test_presets_build_with_the_layer_they_name(preset: Path, tmp_path: Path) ->
                          "--trainer.default_root_dir", str(tmp_path)], run=False)
     assert f"Default explain layer: {cli.model.explain_layer} (" in text
     assert cli.model.hparams.image_size == 32 and cli.model.hparams.num_classes == 10
+
+
+@pytest.mark.slow
+def test_timm_tag_offline_error_names_repo_and_cache(tmp_path: Path) -> None:
+    """HF_HUB_OFFLINE=1 and an empty Hugging Face cache: one line naming the weights, the
+    Hugging Face URL and the cache folder."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    code = ("from lightning_modules import build_backbone\n"
+            "build_backbone('timm:resnet18', 3, pretrained='a1_in1k')\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
+           "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1 and last.startswith("errors.MissingFileError: "), proc.stderr
+    assert "'resnet18.a1_in1k'" in last and "https://huggingface.co/timm/resnet18.a1_in1k" in last
+    assert str(tmp_path / "hf" / "hub" / "models--timm--resnet18.a1_in1k") in last
