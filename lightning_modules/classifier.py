@@ -84,6 +84,10 @@ class FineTuneClassifier(LightningModule):
             raise self._explain_error
         return self._explain_layer
 
+    @explain_layer.setter
+    def explain_layer(self, name: str) -> None:
+        self._explain_layer, self._explain_error = name, None
+
     def forward(self, x: Tensor) -> Tensor:
         """``[B, 3, H, W]`` normalised images -> logits ``[B, num_classes]``."""
         return self.net(x)
