@@ -229,6 +229,13 @@ def load_pretrained(net: nn.Module, name: str, pretrained: str) -> dict[str, tup
     skipped = [k for k in state if k.startswith(heads) and k in own
                and state[k].shape != own[k].shape]
     shapes = {k: tuple(state.pop(k).shape) for k in skipped}
+    wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
+    if wrong:  # load_state_dict would raise a multi-line RuntimeError
+        k = wrong[0]
+        raise ConfigError(
+            f"pretrained file {path} does not fit {name}: {len(wrong)} weights have other shapes "
+            f"(e.g. {k}: {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} in the "
+            "model); it was saved from another variant or input size of the architecture")
     missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [k for k in missing if k not in skipped]
     if missing or unexpected:

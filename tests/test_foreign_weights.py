@@ -48,6 +48,15 @@ def test_keys_of_another_architecture_are_refused(tmp_path: Path) -> None:
         FineTuneClassifier("tiny_vgg", num_classes=10, pretrained=str(weights))
 
 
+def test_weights_of_other_shapes_are_refused(tmp_path: Path) -> None:
+    state = build_backbone("tiny_vgg", 10).state_dict()
+    state["features.0.weight"] = torch.zeros(4, 3, 3, 3)
+    torch.save(state, tmp_path / "narrow.pth")
+    with pytest.raises(ValueError, match=r"1 weights have other shapes \(e.g. features.0.weight: "
+                                         r"\(4, 3, 3, 3\) in the file, \(\d+, 3, 3, 3\) in"):
+        build_backbone("tiny_vgg", 10, pretrained=str(tmp_path / "narrow.pth"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["resnet50", "timm:resnet18"])
 def test_plain_state_dict_evaluates_without_ckpt_path(backbone: str, tmp_path: Path,
