@@ -26,7 +26,7 @@ from callbacks.precision import InPrecision
 from callbacks.run_description import report_additions, run_json_additions, what_was_run
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from errors import ConfigError, InputTypeError, RunError
-from explainers.hooks import find_module
+from explainers.hooks import Reshape, find_module
 from explainers.logit_contrasts import FINER_ALPHA, FINER_GAMMA, FINER_TOP, with_options
 from metrics.parameter_randomisation import cascade_layers
 from results.figures import exemplar_caption, exemplar_figure_png, heatmap_grid_png
@@ -178,7 +178,7 @@ class ContrastiveEvaluation(Callback):
         return {"gamma": self.finer_gamma, "top": self.finer_top, "alpha": self.finer_alpha}
 
     def evaluation_step(self, layer: str | None, mean: Sequence[float], std: Sequence[float],
-                        reshape: str | None = None) -> EvaluationStep:
+                        reshape: str | Reshape | None = None) -> EvaluationStep:
         """The per-batch step with this callback's settings (the benchmarks build theirs here).
 
         ``layer``: the module explained, as the network passed to the step names it.
@@ -217,7 +217,7 @@ class ContrastiveEvaluation(Callback):
                 "(evaluate.py does this for you)."
             )
         for attr in ("net", "explain_layer"):
-            if not hasattr(pl_module, attr) and (attr == "net" or self.layer is None):
+            if (attr == "net" or self.layer is None) and not hasattr(pl_module, attr):
                 raise InputTypeError(
                     f"ContrastiveEvaluation: {type(pl_module).__name__} has no `{attr}`; use "
                     "lightning_modules.FineTuneClassifier or give `layer` explicitly."

@@ -22,6 +22,7 @@ from torchmetrics import Metric
 from callbacks.precision import InPrecision
 from errors import ConfigError
 from explainers import Explanation, explain
+from explainers.hooks import Reshape
 from explainers.logit_contrasts import with_options
 from metrics import GradientSignPerturbation, PartLocalization, PerturbationScore, SampleCount
 from metrics.functional import metric_state_dtype
@@ -67,7 +68,7 @@ class EvaluationStep(nn.Module):
         localization: bool,
         mean: Sequence[float],
         std: Sequence[float],
-        reshape: str | None = None,
+        reshape: str | Reshape | None = None,
         contrast_options: Mapping[str, float] | None = None,
         random_logit: bool = False,
         random_logit_seed: int = 0,

@@ -21,6 +21,7 @@ from cli.run_dir import existing
 from cli.split_check import RequireNonEmptySplit
 from cli.usage import EVALUATE_HELP, require_arguments
 from errors import RunError
+from lightning_modules.backbones import require_trained_head
 from lightning_modules.checkpoints import CheckpointInfo, inspect_checkpoint
 from results.run_tables import console_tables
 from results.schema import GRADIENT_SIGN
@@ -80,6 +81,7 @@ class EvaluationCLI(WhynotCLI):
             help="checkpoint of the fine-tuned model to evaluate (from train.py)",
         )
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.image_size", "model.image_size", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         """Run folder and loggers; gradients on, no checkpointing, part masks for localisation."""
@@ -134,7 +136,11 @@ class EvaluationCLI(WhynotCLI):
     def evaluate(self) -> dict[str, float]:
         """``Trainer.test`` with the callback; print the tables and what was written (rank 0)."""
         ckpt_path = self.config.get("ckpt_path")
-        if ckpt_path is None:
+        pretrained = getattr(self.model, "hparams", {}).get("pretrained")
+        if ckpt_path is None and pretrained is not None:
+            require_trained_head(self.model.net, pretrained, self.model.hparams.num_classes)
+            self.say(f"no --ckpt_path given; evaluating the weights of {pretrained}.")
+        elif ckpt_path is None:
             self.say("no --ckpt_path given; evaluating the model as initialised.", warning=True)
         with self.removing_unused_run_dir(), self._claim_output_dir():
             # verbose=False: Lightning's table would list every eval key; ours is the paper's.

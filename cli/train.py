@@ -49,6 +49,7 @@ class TrainCLI(WhynotCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Link the datamodule's class count to the model."""
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.image_size", "model.image_size", apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """The trainer with the default callbacks appended (checkpoint dir fixed per run root)."""

@@ -1,10 +1,12 @@
-"""LightningDataModules for the five fine-grained datasets and the built-in synthetic set."""
+"""LightningDataModules for the five fine-grained datasets, image folders and the built-in synthetic
+set."""
 
 from datamodules.base import FineGrainedDataModule
 from datamodules.cub import CUB200DataModule
 from datamodules.fgvc_aircraft import FGVCAircraftDataModule
 from datamodules.flowers102 import Flowers102DataModule
 from datamodules.food101 import Food101DataModule
+from datamodules.image_folder import ImageFolderDataModule
 from datamodules.stanford_cars import StanfordCarsDataModule
 from datamodules.synthetic import SyntheticDataModule
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -17,6 +19,7 @@ __all__ = [
     "FineGrainedDataModule",
     "Flowers102DataModule",
     "Food101DataModule",
+    "ImageFolderDataModule",
     "StanfordCarsDataModule",
     "SyntheticDataModule",
 ]

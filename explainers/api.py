@@ -12,7 +12,7 @@ from errors import ConfigError, InputTypeError
 from explainers.contrasts import ALL_CONTRASTS, CONTRASTS, contrast_rows, rivals
 from explainers.engine import check_grad_possible, forward_vjp, result_dtype
 from explainers.fullgrad import fullgrad_vjp
-from explainers.hooks import tokens_to_grid
+from explainers.hooks import Reshape, reshape_pair, resolve_reshape
 from explainers.logit_contrasts import LogitContrast, LogitFn, as_contrast
 from explainers.methods import METHODS, Method
 
@@ -53,7 +53,8 @@ def _check_targets(targets: Tensor, num_classes: int, batch: int) -> Tensor:
     return t
 
 
-def _check_call(method: str, layer: str | None, reshape: str | None, x: Tensor) -> Method:
+def _check_call(method: str, layer: str | None, reshape: str | Reshape | None,
+                x: Tensor) -> Method:
     """Validate the arguments every entry shares; returns the method's spec."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
@@ -62,8 +63,7 @@ def _check_call(method: str, layer: str | None, reshape: str | None, x: Tensor) 
         raise ConfigError(f"method {method!r} explains the input: pass layer=None, not {layer!r}")
     if not spec.input_space and layer is None:
         raise ConfigError(f"method {method!r} needs layer=<module name from model.named_modules()>")
-    if reshape not in (None, "tokens"):
-        raise ConfigError(f"reshape must be None or 'tokens', got {reshape!r}")
+    resolve_reshape(reshape)
     if x.dim() != 4:
         raise ConfigError(f"x must be images [B, C_in, H, W], got shape {tuple(x.shape)}")
     check_grad_possible(x)
@@ -102,7 +102,7 @@ def explain(
     topk: int = 1,
     targets: Tensor | None = None,
     contrasts: Sequence[ContrastArg] = CONTRASTS,
-    reshape: str | None = None,
+    reshape: str | Reshape | None = None,
     steps: int = 16,
     baseline: Tensor | float = 0.0,
     also: Callable[[Tensor, Tensor], Tensor] | None = None,
@@ -135,7 +135,9 @@ def explain(
             ``logit_contrasts.named("finer", gamma=0.5)``) or functions ``z(y [C], t []) ->
             scalar`` of one input's logits (gradient ``dz/dy`` by ``torch.func``; the map is keyed
             by the function's ``__name__``). gradcam++ explains the gradient of ``z`` itself.
-        reshape: ``"tokens"`` turns ViT block outputs ``[B, 1 + h*w, D]`` into ``[B, D, h, w]``.
+        reshape: ``"tokens"`` turns ViT block outputs ``[B, 1 + h*w, D]`` into ``[B, D, h, w]``;
+            a callable (:data:`explainers.hooks.Reshape`) turns the layer's output ``[B, ...]``
+            into ``[B, C, h, w]`` (timm models: prefix tokens dropped, NHWC permuted).
         steps, baseline: integrated gradients' number of path points and reference input.
         also: more targets explained in the same backward: ``also(logits [B, C], targets [B, k])
             -> [B, e]`` (e.g. a random class per sample); they follow the chosen targets in
@@ -189,8 +191,7 @@ def explain(
     if method == "integrated_gradients":
         grads = grads.unflatten(1, (steps, batch)).mean(dim=1)
         act = (x - ref).to(grads.dtype)
-    if reshape == "tokens":
-        act, grads = tokens_to_grid(act), tokens_to_grid(grads)
+    act, grads = reshape_pair(resolve_reshape(reshape), act, grads)
     if method != "fullgrad":
         maps = spec(act, grads)  # [n_contrasts * k, B, ...]
     maps = maps.unflatten(0, (len(contrasts), k)).movedim(2, 1)  # [n, B, k, ...]
@@ -211,7 +212,7 @@ def explain_rows(
     contrasts: Sequence[ContrastArg],
     method: str = "gradient",
     layer: str | None = None,
-    reshape: str | None = None,
+    reshape: str | Reshape | None = None,
     check_targets: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Maps where every input picks its own contrasts: ONE forward, one VJP row per input.
@@ -254,7 +255,6 @@ def explain_rows(
         return every.gather(0, idx[..., None].expand(-1, -1, logits.shape[1]))  # [R, N, C]
 
     act, grads, logits = forward_vjp(model, x, layer, rows_fn)
-    if reshape == "tokens":
-        act, grads = tokens_to_grid(act), tokens_to_grid(grads)
+    act, grads = reshape_pair(resolve_reshape(reshape), act, grads)
     maps = spec(act, grads)
     return (maps if which.dim() == 2 else maps[0]), logits

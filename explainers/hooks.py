@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -87,4 +87,64 @@ def tokens_to_grid(t: Tensor) -> Tensor:
     return grid.reshape(*grid.shape[:-1], side, side)
 
 
-__all__ = ["Captured", "capture", "find_module", "tokens_to_grid"]
+Reshape = Callable[[Tensor], Tensor]
+"""Turns a hooked layer's output ``[B, ...]`` into maps' layout ``[B, C, h, w]``.
+
+Applied to the activation and, row by row, to its gradient; it must only select and move
+entries (drop tokens, reshape, permute), so that the gradient of the reshaped activation is the
+reshaped gradient.
+"""
+
+
+def channels_last_to_first(t: Tensor) -> Tensor:
+    """``[B, h, w, C]`` (Swin-style NHWC stage output) -> ``[B, C, h, w]``."""
+    if t.dim() != 4:
+        raise ConfigError(f"channels-last reshape needs [B, h, w, C], got {tuple(t.shape)}")
+    return t.permute(0, 3, 1, 2)
+
+
+@dataclass(frozen=True)
+class TokensToGrid:
+    """``[B, P + h*w, D]`` tokens -> ``[B, D, h, w]``: the ``P`` prefix tokens (class,
+    distillation, register tokens) dropped, the rest laid out on the model's ``grid = (h, w)``
+    (row-major, as patch embeddings flatten). ``grid=None``: a square grid."""
+
+    num_prefix_tokens: int = 1
+    grid: tuple[int, int] | None = None
+
+    def __call__(self, t: Tensor) -> Tensor:
+        n = t.shape[-2] - self.num_prefix_tokens
+        h, w = self.grid if self.grid is not None else (round(max(n, 0) ** 0.5),) * 2
+        if t.dim() != 3 or n <= 0 or h * w != n:
+            raise ConfigError(
+                f"token reshape expects [B, {self.num_prefix_tokens} + h*w, D] with grid "
+                f"{self.grid or 'square'}, got shape {tuple(t.shape)}; is the layer a "
+                "transformer block of this model, at the input size it was built for?")
+        return t[:, self.num_prefix_tokens:, :].transpose(1, 2).reshape(t.shape[0], -1, h, w)
+
+
+def tokens_to_grid_of(num_prefix_tokens: int, grid: tuple[int, int] | None) -> TokensToGrid:
+    """A :class:`TokensToGrid` for a model with these prefix tokens and patch grid."""
+    return TokensToGrid(num_prefix_tokens, grid)
+
+
+def resolve_reshape(reshape: str | Reshape | None) -> Reshape | None:
+    """``None``, ``"tokens"`` (ViT: one class token, square grid) or a :data:`Reshape`."""
+    if reshape is None or callable(reshape):
+        return reshape
+    if reshape == "tokens":
+        return tokens_to_grid
+    raise ConfigError(f"reshape must be None, 'tokens' or a callable, got {reshape!r}")
+
+
+def reshape_pair(fn: Reshape | None, act: Tensor, grads: Tensor) -> tuple[Tensor, Tensor]:
+    """``fn`` on the activation ``[B, ...]`` and on each gradient row of ``grads [R, B, ...]``."""
+    if fn is None:
+        return act, grads
+    flat = fn(grads.flatten(0, 1))
+    return fn(act), flat.unflatten(0, grads.shape[:2])
+
+
+__all__ = ["Captured", "Reshape", "TokensToGrid", "capture", "channels_last_to_first",
+           "find_module", "reshape_pair", "resolve_reshape", "tokens_to_grid",
+           "tokens_to_grid_of"]

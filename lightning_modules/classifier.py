@@ -11,7 +11,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from errors import ConfigError
-from lightning_modules.backbones import build_backbone, get_spec
+from lightning_modules.backbones import build_backbone, explain_defaults, head_name
 
 SCHEDULERS = (None, "multistep", "cosine", "step")
 OPTIMIZERS = ("sgd", "adamw")
@@ -22,14 +22,17 @@ class FineTuneClassifier(LightningModule):
     decay 5e-4).
 
     Args:
-        backbone: a name in ``BACKBONES``.
+        backbone: a name in ``BACKBONES`` or ``timm:<timm model name>``.
         num_classes: output classes (linked from the datamodule by train.py).
-        pretrained: local weights file or torchvision weights name in the hub cache.
+        pretrained: local weights file, URL, torchvision weights name or timm tag (downloaded
+            once into the usual cache, see ``lightning_modules.backbones``).
         lr, momentum, weight_decay: optimiser settings (momentum unused by AdamW).
         optimizer: ``"sgd"`` (paper) or ``"adamw"``.
         scheduler: ``None``, ``"multistep"`` (``milestones``, ``gamma``; epochs), ``"step"``
             (``step_size``, ``gamma``) or ``"cosine"`` (over ``trainer.max_epochs``).
         milestones, gamma, step_size: scheduler settings.
+        image_size: the data's image side (linked from the datamodule by train.py / evaluate.py);
+            timm models built for a fixed input size (ViT, Swin) are built for it.
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class FineTuneClassifier(LightningModule):
         milestones: tuple[int, ...] = (30, 60),
         gamma: float = 0.1,
         step_size: int = 30,
+        image_size: int | None = None,
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -52,11 +56,17 @@ class FineTuneClassifier(LightningModule):
         if scheduler not in SCHEDULERS:
             raise ConfigError(f"scheduler={scheduler!r} is not one of {SCHEDULERS}")
         self.save_hyperparameters()
-        spec = get_spec(backbone)
-        self.net = build_backbone(backbone, num_classes, pretrained)
-        self.explain_layer: str = spec.explain_layer
-        self.explain_reshape: str | None = spec.explain_reshape
-        self.head_name = spec.head
+        self.net = build_backbone(backbone, num_classes, pretrained, image_size)
+        self.head_name = head_name(backbone, self.net)
+        try:
+            defaults = explain_defaults(backbone, self.net)
+        except ConfigError as err:  # no rule for this timm model: --evaluation.layer names one
+            self._explain_error: ConfigError | None = err
+            self.explain_reshape = None
+        else:
+            self._explain_error = None
+            self._explain_layer = defaults.layer
+            self.explain_reshape = defaults.reshape
         self.loss_fn = nn.CrossEntropyLoss()
         acc = MetricCollection({
             "acc": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
@@ -66,6 +76,17 @@ class FineTuneClassifier(LightningModule):
         self.val_metrics = acc.clone(prefix="val/")
         self.test_metrics = acc.clone(prefix="test/")
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+
+    @property
+    def explain_layer(self) -> str:
+        """The backbone's default explanation layer (an error where its family has no rule)."""
+        if self._explain_error is not None:
+            raise self._explain_error
+        return self._explain_layer
+
+    @explain_layer.setter
+    def explain_layer(self, name: str) -> None:
+        self._explain_layer, self._explain_error = name, None
 
     def forward(self, x: Tensor) -> Tensor:
         """``[B, 3, H, W]`` normalised images -> logits ``[B, num_classes]``."""

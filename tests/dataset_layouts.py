@@ -218,3 +218,27 @@ def make_stanford_cars(root: Path, per_split: int = 6, bad_class: int | None = N
         scipy.io.savemat(mat, {"annotations": _cars_annos(fnames, classes)})
         out[f"{split}_labels"] = [c - 1 for c in classes]
     return out
+
+
+IMAGE_FOLDER_CLASSES = ["wren", "finch", "sparrow"]
+
+
+def make_image_folder(root: Path, per_class: int = 4, val: bool = False,
+                      split_csv: bool = False) -> dict:
+    """Class folders ``root/{train,test[,val]}/<class>/<n>.jpg`` (3 birds), or, with
+    ``split_csv``, the same images under ``root/images/`` listed in ``root/splits.csv``."""
+    splits = ["train", "test", *(["val"] if val else [])]
+    rows, seed = ["path,label,split"], 100
+    out: dict = {"class_names": sorted(IMAGE_FOLDER_CLASSES)}
+    for split in splits:
+        out[f"{split}_labels"] = []
+        for c in IMAGE_FOLDER_CLASSES:
+            for _ in range(per_class):
+                seed += 1
+                rel = f"images/{c}_{seed}.jpg" if split_csv else f"{split}/{c}/{seed}.jpg"
+                write_jpeg(root / rel, seed)
+                rows.append(f"{rel},{c},{split}")
+                out[f"{split}_labels"].append(out["class_names"].index(c))
+    if split_csv:
+        (root / "splits.csv").write_text("\n".join(rows) + "\n")
+    return out

@@ -198,9 +198,11 @@ def test_vit_tokens_gradcam() -> None:
     torch.manual_seed(0)
     vit = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
                             hidden_dim=16, mlp_dim=32, num_classes=10).double().eval()
+    nn.init.normal_(vit.heads.head.weight)  # torchvision starts it at zero: every map 0
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
-    layer = "encoder.layers.encoder_layer_1"
+    layer = "encoder.layers.encoder_layer_1.ln_1"  # the block's output reaches no logit
     res = explain(vit, x, method="gradcam", layer=layer, topk=2, reshape="tokens")
+    assert res.maps["weighted"].abs().amax() > 0
     targets, ref = reference_maps(vit, x, layer, "gradcam", k=2, tokens=True)
     assert torch.equal(res.targets, targets)
     for c in CONTRASTS:

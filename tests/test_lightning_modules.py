@@ -81,6 +81,7 @@ def test_missing_pretrained_file_is_named(tmp_path: Path) -> None:
 def test_hub_weights_name_path_and_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                          ) -> None:
     # TORCH_HOME, not torch.hub.set_dir: set_dir(old) would pin the hub folder for later tests
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a missing name would be downloaded
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     path, url = hub_weights_path("alexnet", "IMAGENET1K_V1")
     assert url.startswith("https://")

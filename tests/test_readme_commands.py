@@ -2,7 +2,8 @@
 
 Every `python train.py ...` / `python evaluate.py ...` command in a ```bash block of README.md or
 of a `docs/*.md` page runs as printed; only placeholders are substituted (`/data/...` -> a
-miniature copy of the data set, `PATH` -> a checkpoint). Commands for GPUs or several nodes
+miniature copy of the data set, `/data/birds` -> a miniature image folder, `PATH` -> a
+checkpoint). Commands for GPUs or several nodes
 (`configs/trainer/ddp.yaml`, torchrun, srun) are parsed (`--print_config`); every other one runs
 for real, shrunk by appended size options (tiny_vgg, 32 px, one epoch, steps [1]), in document
 order (README first, then the pages by name) except that the fits run first (the later commands
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.dataset_layouts import make_cub
+from tests.dataset_layouts import make_cub, make_image_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -187,6 +188,7 @@ def test_documented_commands_run_as_printed(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "configs").symlink_to(ROOT / "configs")  # the docs' relative config paths
     make_cub(tmp_path / "data")
+    make_image_folder(tmp_path / "data" / "birds", per_class=2)  # `/data/birds`: 3 birds
     ckpt = tmp_path / "outputs" / "cub200_vgg16_bn" / "checkpoints" / "last.ckpt"
     commands: dict[tuple[str, ...], tuple[bool, str]] = {}  # first page that prints it
     for argv, multi, page in documented_commands():
@@ -205,6 +207,8 @@ def test_documented_commands_run_as_printed(
             shrink += SHRINK_EVALUATION
         stage = argv[1] if argv[0] == "train.py" else "evaluate"
         experiment = tmp_path / "outputs" / ("synthetic" if synthetic else "cub200_vgg16_bn")
+        if "--trainer.default_root_dir" in argv:  # a command that names its experiment folder
+            experiment = tmp_path / argv[argv.index("--trainer.default_root_dir") + 1]
         before = set((experiment / stage).glob("version_*"))
         out = _run([*argv, *shrink], capsys)
         (run,) = set((experiment / stage).glob("version_*")) - before

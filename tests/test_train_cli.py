@@ -18,6 +18,7 @@ from tests.dataset_layouts import (
     make_fgvc_aircraft,
     make_flowers102,
     make_food101,
+    make_image_folder,
     make_stanford_cars,
 )
 from tests.wandb_files import read_closed_wandb_run
@@ -25,7 +26,8 @@ from tests.wandb_files import read_closed_wandb_run
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
 LAYOUTS = {"cub200": make_cub, "fgvc_aircraft": make_fgvc_aircraft, "food101": make_food101,
-           "flowers102": make_flowers102, "stanford_cars": make_stanford_cars}
+           "flowers102": make_flowers102, "stanford_cars": make_stanford_cars,
+           "image_folder": make_image_folder}
 TINY_MODEL = ["--model.backbone", "tiny_vgg", "--model.pretrained", "null"]
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
          "--trainer.accelerator", "cpu", "--trainer.devices", "1"]
