@@ -191,8 +191,8 @@ def explain(
     if method == "integrated_gradients":
         grads = grads.unflatten(1, (steps, batch)).mean(dim=1)
         act = (x - ref).to(grads.dtype)
-    act, grads = reshape_pair(resolve_reshape(reshape), act, grads)
     if method != "fullgrad":
+        act, grads = reshape_pair(resolve_reshape(reshape), act, grads)
         maps = spec(act, grads)  # [n_contrasts * k, B, ...]
     maps = maps.unflatten(0, (len(contrasts), k)).movedim(2, 1)  # [n, B, k, ...]
     return Explanation(
