@@ -109,3 +109,52 @@ def test_road_rows_impute_a_constant_image_by_the_constant() -> None:
     y = run[0, 0, 0, 0, :, :, 0]  # t1 (class 0, the sum): [2 curves, 4 steps]
     want = torch.tensor([54.0, 54.0, 54.0, 0.0])  # all removed: nothing to interpolate from
     torch.testing.assert_close(y, want.expand(2, 4), atol=1e-4, rtol=0)
+
+
+def _metric_inputs(n: int = 4):
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(n, 1, 4, 4, generator=g) + 0.1  # positive pixels: deleting any lowers y_0
+    faithful = x.expand(n, 2, 4, 4)  # the map is the image: most relevant = largest pixel
+    maps = {"original": faithful, "weighted": -faithful}
+    targets = torch.tensor([[0, 1]]).expand(n, 2)
+    return x, maps, targets, SumNet()(x)
+
+
+def test_metric_keys_wins_and_batch_split() -> None:
+    from metrics.curves import FaithfulnessCurves
+    from results.schema import ResultKey
+
+    x, maps, targets, logits = _metric_inputs()
+    whole = FaithfulnessCurves("gradcam", baselines=("zeros",), steps=5, threshold=None,
+                               road_noise=0.0)
+    whole.update(SumNet(), x, maps, targets, logits)
+    split = FaithfulnessCurves("gradcam", baselines=("zeros",), steps=5, threshold=None,
+                               road_noise=0.0, max_batch=7)
+    for half in (slice(0, 1), slice(1, 4)):
+        split.update(SumNet(), x[half], {c: m[half] for c, m in maps.items()}, targets[half],
+                     logits[half])
+    a, b = whole.compute(), split.compute()
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-6)
+
+    def key(q: str, c: str, curve: str, **kw: str) -> str:
+        return str(ResultKey(q, "gradcam", "t1", "zeros", contrast=c, curve=curve,
+                             score="logit", **kw))
+
+    # the image itself as map deletes the most mass first: the weighted (negated) map loses
+    # every deletion, LeRF, insertion and SRG comparison on the logit
+    for curve in ("deletion", "deletion_lerf", "insertion", "srg"):
+        assert a[key("auc_wins", "weighted", curve)] == 0
+    assert a[key("auc", "original", "deletion")] < a[key("auc", "weighted", "deletion")]
+    assert a[key("auc", "weighted", "deletion")] == a[key("auc", "original", "deletion_lerf")]
+    srg = a[key("auc", "original", "deletion_lerf")] - a[key("auc", "original", "deletion")]
+    torch.testing.assert_close(a[key("auc", "original", "srg")], srg)
+    # the mean curve starts at the clean logit and ends at the baseline's (zeros: 0)
+    clean = float(x.flatten(1).sum(1).mean())
+    assert float(a[key("curve", "original", "deletion", point="p0")]) == pytest.approx(clean)
+    assert float(a[key("curve", "original", "deletion", point="p4")]) == 0.0
+    assert float(a["eval/curve_count/gradcam"]) == 4
+    assert float(a["eval/curve_fraction/insertion/p1"]) == 0.25
+    with pytest.raises(ConfigError, match="curve_steps"):
+        FaithfulnessCurves("gradcam", steps=1)
