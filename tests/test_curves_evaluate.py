@@ -14,8 +14,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.conftest import DDP, TINY_DATA, TINY_EVALUATION, cli_env, experiment_yaml
+from tests.conftest import DDP, TINY_DATA, TINY_EVALUATION, WANDB, cli_env, experiment_yaml
 from tests.processes import run_cli
+from tests.wandb_files import read_closed_wandb_run
 
 ROOT = Path(__file__).resolve().parent.parent
 CURVES = ["--evaluation.curves", "true", "--evaluation.curve_steps", "3",
@@ -95,7 +96,7 @@ def test_ddp_curves_equal_one_process(tiny_checkpoint: Path, tmp_path: Path) -> 
     one = _main(tmp_path / "one", tiny_checkpoint, *CURVES)
     cmd = [sys.executable, str(ROOT / "evaluate.py"), "--config",
            str(experiment_yaml(tmp_path / "two")), "--ckpt_path", str(tiny_checkpoint),
-           *TINY_EVALUATION, *CURVES, *DDP]
+           *TINY_EVALUATION, *CURVES, *DDP, *WANDB]
     proc = run_cli(cmd, cwd=tmp_path / "two", env=cli_env(tmp_path / "two"), timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (path,) = (tmp_path / "two" / "tiny_synthetic" / "evaluate").glob("version_*/results.json")
@@ -105,6 +106,13 @@ def test_ddp_curves_equal_one_process(tiny_checkpoint: Path, tmp_path: Path) -> 
     assert len(curve_keys) > 100
     for key in one:
         assert two[key] == pytest.approx(one[key], abs=1e-6), key
+    # W&B: the curves' values, their AUC table and a line plot per method, baseline, score, curve
+    (wandb_run,) = (tmp_path / "two" / "tiny_synthetic" / "wandb").glob("offline-run-*")
+    logged = read_closed_wandb_run(wandb_run)
+    assert logged[curve_keys[0]] == pytest.approx(two[curve_keys[0]], rel=1e-6)
+    assert logged["eval/table/prob/road/_type"] == "table-file"
+    plots = {k.split("_table")[0] for k in logged if k.startswith("eval/curve_plot/")}
+    assert len(plots) == 2 * 3 * 3, sorted(plots)
 
 
 @pytest.mark.slow
