@@ -222,8 +222,12 @@ def run(
     batch: int | None = None,
     repeats: int | None = None,
     precision: str = "32-true",
+    curves: bool = False,
 ) -> dict[str, float]:
-    """Time every part of the evaluation and its floor; peak memory of the untimed pass."""
+    """Time every part of the evaluation and its floor; peak memory of the untimed pass.
+
+    ``curves``: also the faithfulness curves with the callback's defaults (their floor: no-grad
+    forwards of the very images they fed the model, in the same chunks)."""
     from callbacks import ContrastiveEvaluation
     from callbacks.evaluation_step import PARTS
     from callbacks.precision import InPrecision
@@ -243,7 +247,8 @@ def run(
     masks_all = (torch.rand(s.images, 3, s.size, s.size, generator=g) > 0.6).to(device)
     attributes = torch.randint(0, 3, (classes, 3), generator=g).to(device)
     # the callback's own per-batch step with its default protocol; every image selected
-    evaluation = ContrastiveEvaluation(methods=METHODS, threshold=None, max_batch=s.max_batch)
+    evaluation = ContrastiveEvaluation(methods=METHODS, threshold=None, max_batch=s.max_batch,
+                                       curves=curves)
     step = evaluation.evaluation_step("net." + spec.explain_layer, (0.485, 0.456, 0.406),
                                       (0.229, 0.224, 0.225)).to(device)
 
@@ -289,6 +294,9 @@ def run(
             secs = evaluate(x_all, labels_all, masks_all)
             secs["floor_masking"] = _replay(net, recorder.calls, "masking", sync)
             secs["floor_gradient_sign"] = _replay(net, recorder.calls, "gradient_sign", sync)
+            secs["floor_curves"] = _replay(net, recorder.calls, "curves", sync) if curves else 0.0
+            secs["n_curve_images"] = sum(x.shape[0] for p, _, x in recorder.calls
+                                         if p == "curves")
             secs["n_perturbed"] = sum(x.shape[0] for p, gr, x in recorder.calls
                                       if p == "masking")
             secs["n_gs_points"] = sum(x.shape[0] for p, gr, x in recorder.calls
@@ -301,7 +309,8 @@ def run(
         handle.remove()
     for r in runs:
         r["total_s"] = sum(r[p] for p in PARTS)
-        r["efficiency"] = (r["floor_masking"] + r["floor_gradient_sign"]) / r["total_s"]
+        r["efficiency"] = (r["floor_masking"] + r["floor_gradient_sign"]
+                           + r["floor_curves"]) / r["total_s"]
     ratios = [r["efficiency"] for r in runs]
     best = runs[ratios.index(statistics.median_low(ratios))]
     n = float(s.images)
@@ -326,6 +335,10 @@ def run(
         "peak_memory_gib": memory.peak / GiB,
         "peak_memory_delta_gib": memory.delta / GiB,
     }
+    if curves:
+        out["floor_curves_s"] = best["floor_curves"]
+        out["efficiency_curves"] = best["floor_curves"] / best["curves"]
+        out["n_curve_images"] = float(best["n_curve_images"])
     return out
 
 
@@ -335,7 +348,8 @@ def project_cub_hours(result: dict[str, float], share: float) -> float:
     protocol (the benchmark ran it on every image, threshold None) on that share only."""
     n = result["n_images"]
     every = result["explain_s"] + result["localisation_s"] + result["gradient_sign_s"]
-    return CUB_TEST_IMAGES * (every + share * result["masking_s"]) / n / 3600
+    thresholded = result["masking_s"] + result.get("curves_s", 0.0)  # curves: same samples
+    return CUB_TEST_IMAGES * (every + share * thresholded) / n / 3600
 
 
 # ---------------------------------------------------------------------------- memory project
@@ -468,6 +482,8 @@ def main() -> None:
                         help="project the peak memory at data batch B (VGG-16-BN, 224 px)")
     parser.add_argument("--skip-timing", action="store_true", help="only --project-memory")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers to PATH (JSON)")
+    parser.add_argument("--curves", action="store_true",
+                        help="also the faithfulness curves (the callback's defaults)")
     parser.add_argument("--clock", choices=sorted(_clocks), default="wall",
                         help="cpu: this process's CPU seconds (CPU only; use OMP_NUM_THREADS=1)")
     args = parser.parse_args()
@@ -476,7 +492,7 @@ def main() -> None:
                                   "device": "cuda" if torch.cuda.is_available() else "cpu"}
     if not args.skip_timing:
         r = run(quick=args.quick, images=args.images, batch=args.batch, repeats=args.repeats,
-                precision=args.precision)
+                precision=args.precision, curves=args.curves)
         print(f"{'part':<15}{'seconds':>10}{'floor s':>10}{'efficiency':>12}{'images/s':>10}")
         n = r["n_images"]
         print(f"{'explain':<15}{r['explain_s']:>10.3f}{'-':>10}{'-':>12}"
@@ -488,7 +504,10 @@ def main() -> None:
         print(f"{'gradient_sign':<15}{r['gradient_sign_s']:>10.3f}"
               f"{r['floor_gradient_sign_s']:>10.3f}{r['efficiency_gradient_sign']:>12.3f}"
               f"{n / r['gradient_sign_s']:>10.2f}")
-        floor = r["floor_masking_s"] + r["floor_gradient_sign_s"]
+        if args.curves:
+            print(f"{'curves':<15}{r['curves_s']:>10.3f}{r['floor_curves_s']:>10.3f}"
+                  f"{r['efficiency_curves']:>12.3f}{n / r['curves_s']:>10.2f}")
+        floor = r["floor_masking_s"] + r["floor_gradient_sign_s"] + r.get("floor_curves_s", 0.0)
         print(f"{'whole':<15}{r['total_s']:>10.3f}{floor:>10.3f}{r['efficiency']:>12.3f}"
               f"{r['images_per_s']:>10.2f}")
         for key, value in r.items():

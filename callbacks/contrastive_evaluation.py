@@ -28,7 +28,9 @@ from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from errors import ConfigError, InputTypeError, RunError
 from explainers.hooks import Reshape, find_module
 from explainers.logit_contrasts import FINER_ALPHA, FINER_GAMMA, FINER_TOP, with_options
+from metrics.curves import FaithfulnessCurves
 from metrics.parameter_randomisation import cascade_layers
+from results.curve_figures import curve_figures_png, log_curve_plots
 from results.figures import exemplar_caption, exemplar_figure_png, heatmap_grid_png
 from results.files import (
     RESULTS_FILE,
@@ -66,6 +68,11 @@ class ContrastiveEvaluation(Callback):
             limit); 8 fits a 24 GB GPU with VGG-16-BN at 224 px and a data batch of 128.
         localization: run PartLocalization when batches carry part masks.
         num_figures: samples shown in the heat-map grids (0: no figures).
+        curves: also run the faithfulness curves (docs/curves.md; off by default: about
+            ``2 * 2 * len(contrasts) * curve_steps * len(curve_baselines)`` forwards per image
+            and method). ``curve_steps`` fractions (both ends), ``curve_patch``: square side
+            the map is averaged over (1: pixels), ``curve_baselines`` from blur, zeros, mean and
+            road, ``road_noise``: the std of ROAD's imputation noise.
         output_dir: where results.json / report.md / run.json / figures go; None -> ``run_dir``
             when evaluate.py set it (``E/evaluate/version_<N>``), else the trainer's log dir.
         overwrite: evaluate.py replaces an earlier run's results in ``output_dir`` instead of
@@ -110,6 +117,11 @@ class ContrastiveEvaluation(Callback):
         mprt: bool = False,
         mprt_samples: int = 8,
         mprt_seed: int = 0,
+        curves: bool = False,
+        curve_steps: int = 20,
+        curve_patch: int = 1,
+        curve_baselines: Sequence[str] = ("blur",),
+        road_noise: float = 0.01,
     ) -> None:
         super().__init__()
         if not methods:
@@ -154,6 +166,15 @@ class ContrastiveEvaluation(Callback):
             raise ConfigError(f"ContrastiveEvaluation: mprt_samples={mprt_samples} must be >= 1.")
         self.mprt, self.mprt_samples, self.mprt_seed = mprt, mprt_samples, mprt_seed
         self._mprt_layers: tuple[str, ...] = ()
+        if "road" in self.baselines:
+            raise ConfigError("ContrastiveEvaluation: baseline 'road' is a curves baseline; give "
+                              "it in curve_baselines (the masking uses blur, zeros, mean)")
+        self.curves = curves
+        self.curve_steps, self.curve_patch, self.road_noise = curve_steps, curve_patch, road_noise
+        self.curve_baselines = check_values("baseline", curve_baselines)
+        if curves:  # bad curve options fail before any work
+            FaithfulnessCurves(self.methods[0], contrasts=self.contrasts,
+                               **self._curve_options())
         self.step: EvaluationStep | None = None
         self.results: dict[str, float] = {}
         self._figures: list[dict[str, Any]] = []
@@ -195,7 +216,12 @@ class ContrastiveEvaluation(Callback):
             random_logit_seed=self.random_logit_seed,
             mprt_samples=self.mprt_samples if self.mprt else 0, mprt_layers=self._mprt_layers,
             mprt_seed=self.mprt_seed,
+            curves=self._curve_options() if self.curves else None,
         )
+
+    def _curve_options(self) -> dict[str, Any]:
+        return {"steps": self.curve_steps, "patch": self.curve_patch,
+                "baselines": self.curve_baselines, "road_noise": self.road_noise}
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Resolve the output folder on every rank (before any rank-zero branch).
@@ -348,6 +374,7 @@ class ContrastiveEvaluation(Callback):
                 labels=cat["labels"], probs=cat["probs"],
             )
         out.update(self._render_exemplars(trainer, dm, names, parts_used))
+        out.update(curve_figures_png(self.results))  # none without curves
         out.update(self._render_sanity(cat, mean, std, names))
         return out
 
@@ -399,6 +426,8 @@ class ContrastiveEvaluation(Callback):
             for table in run_tables(self.results):
                 logger.log_table(key=media_key("table", table.name), columns=table.header,
                                  data=table.values())
+            if self.curves:
+                log_curve_plots(logger.experiment, self.results)
             for name, png in figures.items():
                 kind, _, method = name.partition("_")
                 logger.log_image(

@@ -24,14 +24,20 @@ from errors import ConfigError
 from explainers import Explanation, explain
 from explainers.hooks import Reshape
 from explainers.logit_contrasts import with_options
-from metrics import GradientSignPerturbation, PartLocalization, PerturbationScore, SampleCount
+from metrics import (
+    FaithfulnessCurves,
+    GradientSignPerturbation,
+    PartLocalization,
+    PerturbationScore,
+    SampleCount,
+)
 from metrics.functional import metric_state_dtype
 from metrics.parameter_randomisation import ParameterRandomisation
 from metrics.random_logit import RandomLogit, draw_other
 from results.schema import ResultKey
 
 # The parts of a batch's work, as ``timer`` sees them.
-PARTS = ("explain", "masking", "localisation", "gradient_sign")
+PARTS = ("explain", "masking", "localisation", "gradient_sign", "curves")
 Timer = Callable[[str], AbstractContextManager]
 
 
@@ -75,6 +81,7 @@ class EvaluationStep(nn.Module):
         mprt_samples: int = 0,
         mprt_layers: Sequence[str] = (),
         mprt_seed: int = 0,
+        curves: dict[str, object] | None = None,
     ) -> None:
         super().__init__()
         self.methods = tuple(methods)
@@ -96,6 +103,11 @@ class EvaluationStep(nn.Module):
         self.gradient_sign = GradientSignPerturbation(
             mean, std, steps=steps, eps=eps, max_batch=max_batch, memory_budget=memory_budget,
         ) if gradient_sign else None
+        # faithfulness curves (off unless ``curves`` gives FaithfulnessCurves' options)
+        self.curves = nn.ModuleDict({
+            m: FaithfulnessCurves(m, contrasts=contrasts, threshold=threshold,
+                                  max_batch=max_batch, **(curves or {}))
+            for m in self.methods} if curves is not None else {})
         self._parts_used = False
         self.parts_computed = False  # whether the last compute() reported localisation
         self.random_logit = nn.ModuleDict({
@@ -168,6 +180,9 @@ class EvaluationStep(nn.Module):
             out[method] = res
             with timer("masking"):
                 self.perturbation[method].update(net, x, res.maps, res.targets, res.logits)
+            if self.curves:
+                with timer("curves"):
+                    self.curves[method].update(net, x, res.maps, res.targets, res.logits)
             if with_parts:
                 with timer("localisation"):
                     self.parts[method].update(res.maps, res.targets, res.logits, part_masks,
@@ -222,6 +237,8 @@ class EvaluationStep(nn.Module):
             values.update(self.random_logit[method].compute())
         if self.mprt is not None:
             values.update(self.mprt.compute())
+        for method in self.curves:
+            values.update(self.curves[method].compute())
         return {k: float(v.detach().cpu()) for k, v in sorted(values.items())}
 
     def reset(self) -> None:

@@ -98,6 +98,9 @@ class PerturbationScore(Metric):
         self.method = method
         self.contrasts = check_values("contrast", contrasts)
         self.baselines = check_values("baseline", baselines)
+        if "road" in self.baselines:
+            raise ConfigError("baseline 'road' is a curves baseline (curve_baselines); the "
+                              "masking uses 'blur', 'zeros' or 'mean'")
         self.modes = check_values("mode", modes)
         self.maskings = check_values("masking", maskings)
         if threshold is not None and not 0.0 <= threshold < 1.0:

@@ -75,6 +75,9 @@ def count_sentences(results: Mapping[str, float], threshold: Any = _UNKNOWN) -> 
     if loc:
         out.append(f"{loc[0]}{of} test images {cond} and enter the part localisation and "
                    "pointing-game tables (a map without positive mass is left out of its cell).")
+    curves = [int(v) for k, v in parse_results(results).items() if k.quantity == "curve_count"]
+    if curves:
+        out.append(f"{curves[0]}{of} test images {cond} and enter the faithfulness curves.")
     grad = results.get(str(ResultKey("count", GRADIENT_SIGN)))
     if grad is not None:
         out.append(f"The gradient-sign perturbation uses {int(grad)}{of} test images (all of "

@@ -49,6 +49,11 @@ BASELINES = ("blur", "zeros", "mean")
 MODES = ("pos", "neg")
 MASKINGS = ("threshold", "equal")
 GRADIENT_SIGN_SCORES = ("acc", "logit", "prob")
+# Faithfulness curves: their kinds (srg: the gain between the two deletions), their scores, and
+# the baselines a curve may use (the masking's three and ROAD's noisy linear imputation).
+CURVE_KINDS = ("deletion", "deletion_lerf", "insertion", "srg")
+CURVE_SCORES = ("logit", "prob", "relprob")
+CURVE_BASELINES = (*BASELINES, "road")
 # The pair every comparison of the paper is about: the ordinary map against the weighted contrast.
 PAPER_CONTRASTS = ("original", "weighted")
 # The statistics of a paired difference (metrics.functional.paired computes them in this order).
@@ -113,10 +118,21 @@ AXES: dict[str, Axis] = {
     "layer": Axis("layer", None, {},
                   "parameter-randomisation cascade step: <step>_<the layer randomised last>, "
                   "head first"),
+    # faithfulness curves (metrics/curves.py, docs/curves.md)
+    "curve": Axis("curve", CURVE_KINDS, {"deletion": "Del", "deletion_lerf": "Del-LeRF",
+                                         "insertion": "Ins", "srg": "SRG"},
+                  "deletion (most relevant first), deletion_lerf (least relevant first), "
+                  "insertion (most relevant first); srg = AUC(deletion_lerf) - AUC(deletion)"),
+    "score": Axis("score", CURVE_SCORES, {"logit": "y_t", "prob": "p_t", "relprob": "r_t"},
+                  "what a curve records: the logit y_t, the softmax p_t, the relative "
+                  "probability r_t"),
+    "point": Axis("point", None, {}, "a curve's step i (written p<i>)"),
     "stat": Axis("stat", PAIRED_STATS, {"mean": "diff"},
                  "statistic of the paired difference <contrast> - original: mean, se (standard "
                  "error), lo / hi (95 % interval), n (pairs)"),
 }
+AXES["baseline"] = replace(AXES["baseline"], values=CURVE_BASELINES,
+                           titles={**AXES["baseline"].titles, "road": "ROAD"})
 KEY_AXES = tuple(AXES)  # the order coordinates take in a key
 
 
@@ -147,6 +163,7 @@ def paired_quantity(name: str, axes: tuple[str, ...], higher_is_better: bool | N
 
 _PERTURBED = ("method", "t", "baseline", "mode", "masking", "contrast")
 _LOCALISED = ("method", "t", "contrast")
+_CURVED = ("method", "t", "baseline", "contrast", "curve", "score")
 QUANTITIES: tuple[Quantity, ...] = (
     Quantity("num_samples", (), "test images", "test images evaluated (all ranks)"),
     Quantity("relprob", _PERTURBED, "r_t",
@@ -203,6 +220,18 @@ QUANTITIES: tuple[Quantity, ...] = (
     Quantity("mprt_ssim", ("method", "contrast", "layer"), "SSIM",
              "parameter randomisation: mean SSIM between the trained and the randomised "
              "model's maps of t1", False),
+    Quantity("auc", _CURVED, "AUC",
+             "area under the mean curve over the fraction perturbed (trapezoid rule); curve srg: "
+             "AUC(deletion_lerf) - AUC(deletion)"),
+    Quantity("auc_wins", _CURVED, "wins",
+             "samples whose weighted map beats their original map (deletion: lower AUC; the "
+             "others: higher); contrast is always 'weighted'", True),
+    Quantity("curve", (*_CURVED, "point"), "mean",
+             "the mean curve: the score's mean over samples at step i"),
+    Quantity("curve_fraction", ("curve", "point"), "fraction",
+             "the fraction of the image perturbed at step i"),
+    Quantity("curve_count", ("method",), "n",
+             "samples in the curves (those that pass the p_t2 threshold)"),
 )
 _BY_SHAPE: dict[tuple[str, int], Quantity] = {q.shape: q for q in QUANTITIES}
 assert len(_BY_SHAPE) == len(QUANTITIES), "two quantities with one name and one shape"
@@ -234,6 +263,9 @@ class ResultKey:
     contrast: str | None = None
     steps: int | None = None
     layer: str | None = None
+    curve: str | None = None
+    score: str | None = None
+    point: str | None = None
     stat: str | None = None
 
     def __post_init__(self) -> None:
@@ -403,6 +435,15 @@ TABLES: tuple[TableSpec, ...] = (
         "the first test samples. Lower means the map depends on the learned weights.",
         quantities=("mprt_spearman", "mprt_ssim"), rows=("layer",), columns=("contrast",),
         split=("method",), row_titles=False),
+    TableSpec(
+        "curves", "curve AUC, {score}, {baseline}",
+        "Faithfulness curves: AUC of {score}, {baseline}",
+        "Area under the mean curve over the fraction perturbed. Del: deletion, most relevant "
+        "first (lower is better); Del-LeRF: least relevant first (higher is better); Ins: "
+        "insertion (higher is better); SRG = AUC(Del-LeRF) - AUC(Del) (higher is better). wins: "
+        "samples whose weighted map beats the original (of curve_count).",
+        quantities=("auc", "auc_wins"), rows=("method", "t"), columns=("curve", "contrast"),
+        split=("score", "baseline")),
 )
 # Quantities that are in results.json and W&B but in no one-run table (with the reason).
 UNTABULATED: dict[str, str] = {
@@ -416,6 +457,9 @@ UNTABULATED: dict[str, str] = {
     "clean_logit": "a line under the gradient-sign table",
     **{q.name: "bold and win / loss / tie counts of the tables that show the compared quantity"
        for q in QUANTITIES if q.name.startswith(PAIRED_PREFIX)},
+    "curve": "results.json, the curves figure and W&B line plots",
+    "curve_fraction": "results.json: the x-axis of the curves",
+    "curve_count": "a sentence of report.md",
 }
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from results.files import atomic_write_text
+from sweeps.curve_tables import curve_tables_latex, curve_tables_markdown
 from sweeps.paper import load_paper_numbers
 from sweeps.render import (
     agreement_text,
@@ -45,6 +46,9 @@ def write_report(paths: Sequence[Path], out: Path, *, protocol: int | None = Non
     report = Report(tables, collection)
     texts = {"markdown": render_markdown(tables, collection) + sanity_markdown(collection.runs),
              "latex": render_latex(tables), "csv": render_csv(collection, paper)}
+    # the faithfulness curves' AUC tables, beside the threshold tables (runs with curves only)
+    texts["markdown"] += curve_tables_markdown(collection.runs)
+    texts["latex"] += curve_tables_latex(collection.runs)
     for kind, text in texts.items():
         path = out / FILES[kind]
         atomic_write_text(path, text)

@@ -93,3 +93,18 @@ def test_peak_memory_sees_an_allocation() -> None:
         block = torch.ones(64, 2**20)  # 256 MiB, touched
         del block
     assert 0.9 * 2**28 < memory.delta < 2**28 + 2**26
+
+
+@pytest.mark.slow
+def test_whole_evaluation_curves_part_and_its_floor() -> None:
+    from benchmarks import whole_evaluation as we
+
+    r = we.run(quick=True, images=1, batch=1, repeats=1, curves=True)
+    # 2 methods x (1 baseline x 2 t x 2 contrasts x 2 run curves x 20 steps) images per image
+    assert r["n_curve_images"] == 2 * 160
+    assert r["efficiency_curves"] == pytest.approx(r["floor_curves_s"] / r["curves_s"])
+    floors = r["floor_masking_s"] + r["floor_gradient_sign_s"] + r["floor_curves_s"]
+    assert r["efficiency"] == pytest.approx(floors / r["total_s"])
+    every = r["explain_s"] + r["localisation_s"] + r["gradient_sign_s"]
+    assert we.project_cub_hours(r, 0.5) == pytest.approx(
+        5794 * (every + 0.5 * (r["masking_s"] + r["curves_s"])) / 3600)

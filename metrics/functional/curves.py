@@ -1,0 +1,166 @@
+"""Pure tensor ops of the threshold-free faithfulness curves (docs/curves.md).
+
+A map's pixels (or square patches: the map averaged per patch, as region perturbation) are ranked
+as the equal masking ranks them (:func:`metrics.functional.perturbation.pixel_ranks`: a stable
+ascending sort, ties broken by index). At step i of ``steps`` (both ends included) exactly
+``k_i = floor(i * U / (steps - 1))`` of the U units are removed:
+
+- deletion (most relevant first, MoRF): the k_i highest-ranked units replaced by the baseline;
+- deletion_lerf (least relevant first): the k_i lowest-ranked units replaced;
+- insertion (most relevant first): the k'_i = U - k_{steps-1-i} highest-ranked units restored onto
+  the baseline image. That image is the deletion_lerf image of step steps-1-i, so insertion costs
+  no forward of its own: its curve is the deletion_lerf curve read backwards.
+
+Scores of the perturbed image for target t: the logit y_t, the softmax p_t and the paper's relative
+probability r_t = exp(y_t) / (exp(y_t1) + exp(y_t2)). AUC: the trapezoid rule over the fraction
+actually perturbed (k_i / U). SRG = AUC(deletion_lerf) - AUC(deletion).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from errors import ConfigError
+from explainers.engine import input_dtype
+from metrics.functional.perturbation import pixel_ranks, relative_probability
+from metrics.functional.road import road_impute
+
+CURVES = ("deletion", "deletion_lerf", "insertion")
+SCORES = ("logit", "prob", "relprob")
+# the curves that cost forwards; insertion is deletion_lerf read backwards
+RUN_CURVES = ("deletion", "deletion_lerf")
+
+
+def step_counts(units: int, steps: int) -> Tensor:
+    """k_i = floor(i * units / (steps - 1)) for i < steps: units removed at each step [steps]."""
+    if steps < 2:
+        raise ConfigError(f"curve steps={steps}: use >= 2 (both ends are included)")
+    if units < 1:
+        raise ConfigError(f"curve units={units}: the map has no pixels")
+    return torch.arange(steps) * units // (steps - 1)
+
+
+def curve_fractions(units: int, steps: int) -> dict[str, Tensor]:
+    """The fraction of units actually perturbed at each step, per curve: ``{curve: [steps]}``."""
+    k = step_counts(units, steps).double()
+    return {"deletion": k / units, "deletion_lerf": k / units,
+            "insertion": (units - k.flip(0)) / units}
+
+
+def patch_ranks(maps: Tensor, patch: int) -> Tensor:
+    """Ranks [..., U] of the units of maps [..., H, W]: pixels (patch 1) or the patch x patch
+    squares (the map averaged per square, U = H/patch * W/patch), 0 = least relevant."""
+    if patch < 1:
+        raise ConfigError(f"curve patch={patch}: use a positive patch side in pixels")
+    h, w = maps.shape[-2:]
+    if h % patch or w % patch:
+        raise ConfigError(f"curve patch={patch} does not divide the image ({h}x{w}); choose a "
+                          "divisor of both sides")
+    if patch > 1:
+        lead = maps.shape[:-2]
+        maps = F.avg_pool2d(maps.reshape(-1, 1, h, w).float(), patch).reshape(
+            *lead, h // patch, w // patch)
+    return pixel_ranks(maps)
+
+
+def removed_units(ranks: Tensor, k: Tensor, lerf: Tensor) -> Tensor:
+    """Units removed [N, U] bool for ranks [N, U], counts k [N] and lerf [N] bool (least relevant
+    first; else most relevant first)."""
+    units = ranks.shape[-1]
+    k = k[:, None]
+    return torch.where(lerf[:, None], ranks < k, ranks >= units - k)
+
+
+def unit_mask_to_pixels(removed: Tensor, size: tuple[int, int], patch: int) -> Tensor:
+    """Units [N, U] bool -> pixels [N, H, W] bool (each patch's unit covers its square)."""
+    h, w = size
+    grid = removed.reshape(-1, h // patch, w // patch)
+    if patch > 1:
+        grid = grid.repeat_interleave(patch, dim=1).repeat_interleave(patch, dim=2)
+    return grid
+
+
+def target_scores(logits: Tensor, t: Tensor, t1: Tensor, t2: Tensor) -> Tensor:
+    """[3, N] float32: y_t, p_t and r_t for logits [N, K] and class ids t, t1, t2 [N]."""
+    y = logits.float()
+    yt = y.gather(1, t[:, None])[:, 0]
+    pt = torch.softmax(y, dim=1).gather(1, t[:, None])[:, 0]
+    return torch.stack([yt, pt, relative_probability(y, t1, t2, t)])
+
+
+def trapezoid_auc(curves: Tensor, fractions: Tensor) -> Tensor:
+    """Area under curves [..., S] over fractions [S] by the trapezoid rule: [...]."""
+    return torch.trapezoid(curves, fractions.to(curves), dim=-1)
+
+
+def run_curves(
+    model: nn.Module,
+    x: Tensor,
+    ranks: Tensor,
+    targets: Tensor,
+    bases: Tensor | None,
+    baselines: tuple[str, ...],
+    steps: int,
+    patch: int,
+    max_batch: int,
+    road_noise: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Scores of every (sample, baseline, t, map, run curve, step) image: [n, n_b, 2, M, 2, S, 3].
+
+    x [n, C, H, W] float32 (normalised), ranks [n, 2, M, U] from :func:`patch_ranks` of the
+    maps of t1 and t2, targets [n, 2] (t1, t2), bases [n_b', n, C, H, W]: the images of the
+    fixed baselines in ``baselines`` order, ROAD left out (its image depends on the mask: each
+    row is imputed in its chunk, :func:`road_impute`). Run curves: deletion and deletion_lerf
+    (insertion is read off the latter). Rows go through ``model`` without gradients, in chunks
+    of at most ``max_batch``, cast to the model's dtype where they enter it.
+    """
+    n, _, h, w = x.shape
+    n_b, m = len(baselines), ranks.shape[2]
+    units = ranks.shape[-1]
+    ks = step_counts(units, steps).to(x.device)
+    shape = (n, n_b, 2, m, len(RUN_CURVES), steps)
+    total = n * n_b * 2 * m * len(RUN_CURVES) * steps
+    fixed = [i for i, b in enumerate(baselines) if b != "road"]
+    slot = torch.full((n_b,), -1, dtype=torch.long)
+    slot[fixed] = torch.arange(len(fixed))
+    slot = slot.to(x.device)
+    scores = torch.empty(3, total, dtype=torch.float32, device=x.device)
+    dtype = input_dtype(model)
+    with torch.no_grad():
+        for start in range(0, total, max_batch):
+            row = torch.arange(start, min(start + max_batch, total), device=x.device)
+            i, b, r, mi, cu, s = torch.unravel_index(row, shape)
+            removed = removed_units(ranks[i, r, mi], ks[s], cu == 1)
+            removed = unit_mask_to_pixels(removed, (h, w), patch)
+            xi = x[i]
+            pert = xi
+            if bases is not None and fixed:
+                base = bases[slot[b].clamp_min(0), i]
+                pert = torch.where(removed[:, None], base, xi)
+            if "road" in baselines:
+                # a host sync per chunk, only with ROAD: the CG runs on the ROAD rows alone
+                sel = torch.nonzero(b == baselines.index("road")).flatten()
+                if sel.numel():
+                    pert = pert.clone() if pert is xi else pert
+                    pert[sel] = road_impute(xi[sel], removed[sel], road_noise, generator)
+            out = model(pert.to(dtype)).float()
+            t = targets[i, r]
+            scores[:, row] = target_scores(out, t, targets[i, 0], targets[i, 1])
+    return scores.reshape(3, *shape).movedim(0, -1)
+
+
+def all_curves(run: Tensor) -> Tensor:
+    """Run scores [..., 2 (deletion, deletion_lerf), S, 3] -> [..., 3 curves, S, 3] with the
+    insertion curve (deletion_lerf backwards) appended, in ``CURVES`` order."""
+    return torch.cat([run, run[..., 1:2, :, :].flip(-2)], dim=-3)
+
+
+def curve_aucs(curves: Tensor, units: int) -> Tensor:
+    """AUC [..., 3 curves, 3 scores] of curves [..., 3 curves, S, 3 scores] (``CURVES`` order)."""
+    fr = curve_fractions(units, curves.shape[-2])
+    per = [trapezoid_auc(curves[..., j, :, :].transpose(-1, -2), fr[c])
+           for j, c in enumerate(CURVES)]
+    return torch.stack(per, dim=-2)
