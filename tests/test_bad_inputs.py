@@ -227,7 +227,8 @@ def test_a_single_value_of_a_list_option_is_a_one_element_list() -> None:
 
     options = list_options(ContrastiveEvaluation, "evaluation")
     assert options == {f"--evaluation.{n}" for n in ("methods", "contrasts", "baselines",
-                                                       "modes", "maskings", "steps")}
+                                                       "modes", "maskings", "steps",
+                                                       "curve_baselines")}
     argv = ["--evaluation.methods", "gradcam", "--evaluation.steps=1", "--evaluation.modes",
             "[pos, neg]", "--evaluation.maskings", "null", "--evaluation.layer", "features.3"]
     assert lists_from_single_values(argv, options) == [
