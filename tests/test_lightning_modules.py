@@ -94,6 +94,7 @@ def test_hub_weights_name_path_and_error(tmp_path: Path, monkeypatch: pytest.Mon
         hub_weights_path("alexnet", "IMAGENET9K")
 
 
+@pytest.mark.slow  # two AlexNets (3 s); the cache path and the URL cache are fast tests
 def test_hub_weights_cached_file_is_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A fake hub cache holding a tiny file under the name torchvision would cache AlexNet under.
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
