@@ -165,6 +165,9 @@ class EvaluationCLI(WhynotCLI):
         if not self.is_rank_zero():
             check_creatable(out, option)
             return nullcontext()
+        # The claim's lock file makes the folder non-empty before the CSV logger writes to it;
+        # an earlier run's files were refused or cleared by the claim, so the warning is ours.
+        ignore_warning(r"Experiment logs directory .* exists and is not empty", UserWarning)
         return OutputClaim(out, option, overwrite=bool(getattr(self.evaluation, "overwrite",
                                                                 False)))
 
