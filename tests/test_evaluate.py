@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from results.files import read_results_json
 from tests.background import Job, completed
 from tests.conftest import (
     DDP,
@@ -72,7 +73,7 @@ def _only_results(tmp: Path) -> tuple[Path, dict[str, float]]:
     run = tmp / "tiny_synthetic" / "evaluate" / "version_0"
     assert found == [run / "results.json"], found
     assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
-    return run, json.loads(found[0].read_text())
+    return run, read_results_json(found[0])  # null (undefined) read back as NaN
 
 
 # ------------------------------------------------------------------------- one process
