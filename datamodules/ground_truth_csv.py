@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -127,8 +127,12 @@ def read_ground_truth(file: str, root: Path, files: Iterable[Path],
             raise ConfigError(f"{path} line {line}: image {rel!r} is not an image of the data "
                               f"under root {root}; write paths relative to root")
         if key not in sizes:
-            with Image.open(root / rel) as img:  # reads the header only
-                sizes[key] = img.size
+            try:
+                with Image.open(root / rel) as img:  # reads the header only
+                    sizes[key] = img.size
+            except (OSError, UnidentifiedImageError, ValueError):
+                # unreadable: skip_corrupt drops it, else loading it is the error that names it
+                continue
         width, height = sizes[key]
         if form == BOX_COLUMNS:
             x0, y0, x1, y1 = (_number(path, line, row, c) for c in BOX_COLUMNS[1:])

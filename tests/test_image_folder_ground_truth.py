@@ -166,3 +166,20 @@ def test_evaluate_writes_localisation_from_a_box_csv(tmp_path: Path,
     assert max(shares) > 0.0
     written = json.loads((tmp_path / "E" / "evaluate" / "version_0" / "results.json").read_text())
     assert "eval/differ_share/gradcam/t1/weighted" in json.dumps(written)
+
+
+def test_split_csv_layout_and_an_unreadable_image(tmp_path: Path) -> None:
+    make_image_folder(tmp_path, split_csv=True)
+    rows = [r.split(",") for r in (tmp_path / "splits.csv").read_text().split()[1:]]
+    test = [r[0] for r in rows if r[2] == "test"]
+    (tmp_path / test[1]).write_bytes(b"not a jpeg")
+    (tmp_path / "boxes.csv").write_text(
+        f"path,x0,y0,x1,y1\n./{test[0]},0,0,24,16\n{test[1]},0,0,99,99\n")
+    dm = ImageFolderDataModule(tmp_path, split_file="splits.csv", with_ground_truth=True,
+                               ground_truth="boxes.csv", skip_corrupt=True, **SMALL)
+    with pytest.warns(UserWarning, match="dropped 1 unreadable"):
+        dm.setup()
+    files = [str(f.relative_to(tmp_path)) for f in dm.test_set.files]  # type: ignore
+    assert test[1] not in files and len(files) == 11
+    masks = torch.stack([dm.test_set[i][2] for i in range(len(files))])
+    assert masks[files.index(test[0])].all() and int(masks.sum()) == 16 * 16
