@@ -7,8 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
+from torch.utils.data import Dataset
 
 from datamodules.base import FineGrainedDataModule, SampleList
+from datamodules.cub_parts import DEFAULT_PART_RADIUS
+from datamodules.ground_truth_csv import (
+    CSVGroundTruth,
+    CSVGroundTruthDataset,
+    read_ground_truth,
+    read_part_attributes,
+)
 from errors import ConfigError, MissingFileError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -28,18 +37,39 @@ class ImageFolderDataModule(FineGrainedDataModule):
       to ``root``, ``label`` a class name, ``split`` one of train / val / test). Classes are the
       sorted distinct labels.
 
+    Ground truth for the localisation metrics (``datamodules.ground_truth_csv``): ``ground_truth``
+    a CSV of boxes ``path,x0,y0,x1,y1`` or part keypoints ``path,part,x,y,visible``, and for
+    keypoints optionally ``part_attributes`` a CSV ``class,part,value`` saying which parts differ
+    between classes. With ``with_ground_truth`` (``evaluate.py`` sets it) val / test batches
+    carry ``part_masks [B, P, s, s]``; without a ``ground_truth`` file they carry none.
+
     Everything else (transforms, seeding, the DDP sampler, ``skip_corrupt``, the errors for a bad
     label or image) is ``FineGrainedDataModule``'s. Image files: ``EXTENSIONS``, any case.
     """
 
     name = "image folder"
+    has_ground_truth = True
 
     def __init__(self, root: str | Path = "data", split_file: str | None = None,
-                 **kwargs: Any) -> None:
+                 with_ground_truth: bool = False, ground_truth: str | None = None,
+                 part_attributes: str | None = None,
+                 part_radius: float = DEFAULT_PART_RADIUS, **kwargs: Any) -> None:
         """``kwargs``: the common arguments of ``FineGrainedDataModule``."""
-        super().__init__(root, **kwargs)
+        if part_attributes is not None and ground_truth is None:
+            raise ConfigError(f"--data.part_attributes {part_attributes} needs "
+                              "--data.ground_truth FILE.csv with part keypoints "
+                              "(path,part,x,y,visible)")
+        if not part_radius > 0:
+            raise ConfigError(f"part_radius={part_radius}: give a positive fraction of the image "
+                              f"side, e.g. {DEFAULT_PART_RADIUS}")
+        super().__init__(root, with_ground_truth=with_ground_truth, **kwargs)
         self.split_file = split_file
+        self.ground_truth = ground_truth
+        self.part_attributes_file = part_attributes
+        self.part_radius = part_radius
         self._rows: dict[str, list[tuple[Path, str]]] | None = None
+        self._truth: CSVGroundTruth | None = None
+        self._part_attributes: Tensor | None = None
 
     # --- reading ----------------------------------------------------------------------------
     def _layout_error(self, detail: str) -> MissingFileError:
@@ -127,3 +157,51 @@ class ImageFolderDataModule(FineGrainedDataModule):
                               f"{unknown[:5]}; every class needs training images")
         labels = torch.tensor([order[label] for _, label in rows], dtype=torch.long)
         return SampleList([file for file, _ in rows], labels)
+
+    # --- ground truth -----------------------------------------------------------------------
+    @property
+    def truth(self) -> CSVGroundTruth:
+        """The parsed ``ground_truth`` CSV (read once; checked against every image of the data)."""
+        if self.ground_truth is None:
+            raise ConfigError(f"{self.name} {self.root} has no ground-truth parts; pass "
+                              "--data.ground_truth FILE.csv (boxes or part keypoints)")
+        if self._truth is None:
+            files = [f for rows in self.rows.values() for f, _ in rows]
+            self._truth = read_ground_truth(self.ground_truth, self.root, files,
+                                            self.part_radius)
+            if self.part_attributes_file is not None and self._truth.kind != "parts":
+                raise ConfigError(f"--data.part_attributes {self.part_attributes_file} needs "
+                                  "part keypoints (path,part,x,y,visible) in --data.ground_truth "
+                                  f"{self.ground_truth}, which holds boxes")
+        return self._truth
+
+    @property
+    def part_names(self) -> list[str]:  # type: ignore[override]
+        return self.truth.part_names
+
+    @property
+    def part_attributes(self) -> Tensor:  # type: ignore[override]
+        """``[C, P]`` long: from ``part_attributes``, else every part differs (the class index)."""
+        if self._part_attributes is None:
+            names = self.part_names
+            if self.part_attributes_file is None:
+                self._part_attributes = torch.arange(self.num_classes)[:, None].expand(
+                    -1, len(names)).contiguous()
+            else:
+                self._part_attributes = read_part_attributes(
+                    self.part_attributes_file, self.root, self.class_names, names)
+        return self._part_attributes
+
+    def setup(self, stage: str | None = None) -> None:
+        """The base's setup; with ground truth, its CSVs are read and checked first."""
+        if self.with_ground_truth and self.ground_truth is not None:
+            self.part_attributes  # noqa: B018 (reads both CSVs before any work)
+        super().setup(stage)
+
+    def _subset(self, samples: SampleList, indices: Any, train: bool,
+                unreadable: set[Path]) -> Dataset:
+        ds = super()._subset(samples, indices, train, unreadable)
+        if train or not self.with_ground_truth or self.ground_truth is None:
+            return ds
+        return CSVGroundTruthDataset(ds.files, ds.labels, ds.transform,  # type: ignore[attr-defined]
+                                     self.truth, self.image_size)
