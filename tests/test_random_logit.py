@@ -111,8 +111,10 @@ def test_sanity_checks_two_processes_equal_one(tiny_checkpoint: Path, tmp_path: 
     r1, r2 = ({**json.loads(p.read_text())} for p in (
         next((tmp_path / d).rglob("results.json")) for d in ("one", "two")))
     assert set(r1) == set(r2)
-    keys = [k for k in r1 if "random_logit" in k]
+    keys = [k for k in r1 if "random_logit" in k and not k.startswith("eval/diff_")]
     assert len(keys) == 2 * (3 + 3 + 2)  # GC, LA x (ssim, spearman) x 3 contrasts + 2 wins
+    # paired: GC, LA x (ssim, spearman) x (weighted, finer) x 5 stats, equal on 2 ranks too
+    assert len([k for k in r1 if k.startswith("eval/diff_random_logit_")]) == 2 * 2 * 2 * 5
     for key in r1:
         # MPRT's samples are explained in other batch compositions on 2 ranks: float32 sums in
         # other orders move near-tied ranks of a randomised network's map (seen: 3e-6)
