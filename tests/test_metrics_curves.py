@@ -210,3 +210,8 @@ def test_paired_auc_by_hand_and_merged_halves() -> None:
     assert float(one[key("diff_auc", "weighted", "deletion", stat="lo")]) > 0
     table = spec_tables(table_spec("curves"), results)[0]
     assert "wtd vs ori: 0 wins" in table.note and "n = 5 pairs per cell" in table.note
+    from results.schema import higher_is_better
+    for curve, higher in (("deletion", False), ("deletion_lerf", True), ("insertion", True),
+                          ("srg", True)):
+        assert higher_is_better(ResultKey.parse(key("diff_auc", "mean", curve, stat="lo"))) \
+            is higher
