@@ -22,6 +22,7 @@ from metrics.functional.curves import (
     run_curves,
 )
 from metrics.functional.perturbation import make_baselines, upsample_maps
+from metrics.paired import add_paired_state, paired_results, update_paired
 from results.schema import AXES, RANKS, ResultKey, check_values
 
 # wins: the weighted map beats the original when its AUC is lower (deletion) or higher (others)
@@ -42,7 +43,11 @@ class FaithfulnessCurves(Metric):
 
     ``compute`` gives the mean curves, their AUC (trapezoid over the fraction perturbed; the AUC
     of the mean curve equals the mean of the samples' AUCs, the rule being linear), SRG and, where
-    both 'original' and 'weighted' run, how many samples the weighted map wins.
+    both 'original' and 'weighted' run, how many samples the weighted map wins. Paired
+    differences: where 'original' runs, every other contrast's per-sample AUC (and SRG) is
+    compared with the original's per cell (``diff_auc/.../<contrast>/<curve>/<score>/<stat>``:
+    mean, standard error, 95 % interval, pairs; ``metrics.paired``), from the SUM state
+    ``auc_paired`` [3, t, baseline, contrast, curve incl. srg, score].
     Forwards: ``n * len(baselines) * 2 * len(contrasts) * 2 * steps`` images per batch (insertion
     needs none of its own), in chunks of at most ``max_batch``, without gradients.
     """
@@ -95,6 +100,7 @@ class FaithfulnessCurves(Metric):
                                            dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("units", torch.zeros((), dtype=torch.float64), dist_reduce_fx="max")
+        add_paired_state(self, "auc", (2, n_b, n_c, len(CURVES) + 1, len(SCORES)))
 
     def update(
         self, model: nn.Module, x: Tensor, maps: dict[str, Tensor], targets: Tensor, logits: Tensor
@@ -127,9 +133,12 @@ class FaithfulnessCurves(Metric):
         self.curve_sum += curves.sum(0).permute(1, 0, 2, 3, 5, 4)
         self.count += n
         self.units.fill_(units)
-        if "original" in self.contrasts and "weighted" in self.contrasts:
+        if "original" in self.contrasts:
             auc = curve_aucs(curves, units)  # [n, n_b, 2, M, 3 curves, 3 scores]
             auc = torch.cat([auc, auc[..., 1:2, :] - auc[..., 0:1, :]], dim=-2)  # + srg
+            # cells (t, baseline, contrast, curve, score): the layout compute indexes
+            update_paired(self, "auc", auc.transpose(1, 2), 3, self.contrasts.index("original"))
+        if "original" in self.contrasts and "weighted" in self.contrasts:
             ori = auc[:, :, :, self.contrasts.index("original")]
             wtd = auc[:, :, :, self.contrasts.index("weighted")]
             lower = _LOWER_IS_BETTER.to(auc.device)[:, None]
@@ -138,7 +147,7 @@ class FaithfulnessCurves(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         """``{result key: value}``: curve (mean per step), auc (incl. srg), auc_wins,
-        curve_fraction and curve_count."""
+        curve_fraction, curve_count and diff_auc (per stat) of every contrast but the original."""
         out: dict[str, Tensor] = {}
         n, units = self.count, int(self.units)
         mean = self.curve_sum / n  # [2, n_b, M, 3 curves, 3 scores, S]
@@ -166,4 +175,15 @@ class FaithfulnessCurves(Metric):
                     key = ResultKey("curve", **coords, curve=k, point=f"p{p}")
                     out[str(key)] = mean[ri, bi, mi, ki, si, p].float()
         out[str(ResultKey("curve_count", self.method))] = n.float()
+        if "original" in self.contrasts:
+            out.update(paired_results(self, "auc", self._auc_key))
         return out
+
+    def _auc_key(self, idx: tuple[int, ...]) -> ResultKey | None:
+        """The auc key of paired cell ``idx`` = (t, baseline, contrast, curve, score); None for
+        the original's own cells."""
+        r, b, c, k, s = idx
+        if self.contrasts[c] == "original":
+            return None
+        return ResultKey("auc", self.method, RANKS[r], self.baselines[b],
+                         contrast=self.contrasts[c], curve=(*CURVES, "srg")[k], score=SCORES[s])

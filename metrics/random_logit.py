@@ -7,7 +7,9 @@ global dataset index (and ``seed``), so every rank and every run draws the same 
 are normalised as the figures show them (upsampled to the image, divided by their max |value|)
 and compared by SSIM and by Spearman rank correlation: LOWER means more class-sensitive.
 ``lower``: the share of samples whose SSIM for a contrast is below the original map's (the
-pairs the contrast wins against ``original``).
+pairs the contrast wins against ``original``). Paired differences: SSIM and Spearman of every
+contrast but the original minus the original's, per sample (``diff_random_logit_ssim`` /
+``diff_random_logit_spearman``: mean, standard error, 95 % interval, pairs; ``metrics.paired``).
 
 States are per-contrast sums and a count (``dist_reduce_fx="sum"``): exact under DDP.
 """
@@ -22,6 +24,7 @@ from torchmetrics import Metric
 
 from errors import ConfigError
 from metrics.functional.similarity import figure_normalise, spearman, ssim
+from metrics.paired import add_paired_state, paired_results, update_paired
 from results.schema import ResultKey, check_values
 
 
@@ -35,6 +38,10 @@ def draw_other(indices: Sequence[int], t1: Tensor, num_classes: int, seed: int =
         (int(seed) << 32) + int(i)))) for i in indices]
     r = torch.tensor(draws, dtype=torch.long).to(t1.device, non_blocking=True)
     return r + (r >= t1).long()
+
+
+# the similarities also compared pairwise, contrast - original (diff_<q> keys)
+_PAIRED = ("random_logit_ssim", "random_logit_spearman")
 
 
 class RandomLogit(Metric):
@@ -55,6 +62,8 @@ class RandomLogit(Metric):
         for name in ("ssim_sum", "spearman_sum", "lower_sum"):
             self.add_state(name, torch.zeros(m, dtype=dtype), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=dtype), dist_reduce_fx="sum")
+        for name in _PAIRED:
+            add_paired_state(self, name, (m,))
 
     def update(self, maps_t: Mapping[str, Tensor], maps_s: Mapping[str, Tensor],
                size: Sequence[int]) -> None:
@@ -70,16 +79,21 @@ class RandomLogit(Metric):
             s_ssim.append(ssim(a, b))
             s_rank.append(spearman(a, b))
         sim = torch.stack(s_ssim).to(self.ssim_sum.dtype)  # [M, B]
+        rank = torch.stack(s_rank).to(self.ssim_sum.dtype)  # [M, B]
         self.ssim_sum += sim.sum(dim=1)
-        self.spearman_sum += torch.stack(s_rank).to(self.ssim_sum.dtype).sum(dim=1)
+        self.spearman_sum += rank.sum(dim=1)
         if "original" in self.contrasts:
-            ori = sim[self.contrasts.index("original")]
-            self.lower_sum += (sim < ori).to(sim.dtype).sum(dim=1)
+            oi = self.contrasts.index("original")
+            self.lower_sum += (sim < sim[oi]).to(sim.dtype).sum(dim=1)
+            for name, values in zip(_PAIRED, (sim, rank), strict=True):
+                update_paired(self, name, values.T, 1, oi)  # samples first: [B, M]
         self.count += sim.shape[1]
 
     def compute(self) -> dict[str, Tensor]:
         """``random_logit_ssim`` / ``random_logit_spearman`` per contrast (means over samples) and
-        ``random_logit_lower`` per contrast other than original (when original is measured)."""
+        ``random_logit_lower`` and the paired ``diff_random_logit_ssim`` /
+        ``diff_random_logit_spearman`` (per stat) per contrast other than original (when
+        original is measured)."""
         n = self.count.clamp(min=1)
         out = {}
         for i, c in enumerate(self.contrasts):
@@ -89,4 +103,12 @@ class RandomLogit(Metric):
             if c != "original" and "original" in self.contrasts:
                 out[str(ResultKey("random_logit_lower", self.method, contrast=c))] = (
                     self.lower_sum[i] / n)
+        if "original" in self.contrasts:
+            for name in _PAIRED:
+                out.update(paired_results(self, name, lambda i, q=name: self._key(q, i)))
         return out
+
+    def _key(self, name: str, idx: tuple[int, ...]) -> ResultKey | None:
+        """The key of paired cell ``idx`` = (contrast,); None for the original's own cell."""
+        c = self.contrasts[idx[0]]
+        return None if c == "original" else ResultKey(name, self.method, contrast=c)

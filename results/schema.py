@@ -232,6 +232,10 @@ QUANTITIES: tuple[Quantity, ...] = (
              "the fraction of the image perturbed at step i"),
     Quantity("curve_count", ("method",), "n",
              "samples in the curves (those that pass the p_t2 threshold)"),
+    # paired differences of the curves' AUC (direction: by the curve) and the random-logit check
+    paired_quantity("auc", _CURVED, None),
+    *(paired_quantity(f"random_logit_{q}", ("method", "contrast"), False)
+      for q in ("ssim", "spearman")),
 )
 _BY_SHAPE: dict[tuple[str, int], Quantity] = {q.shape: q for q in QUANTITIES}
 assert len(_BY_SHAPE) == len(QUANTITIES), "two quantities with one name and one shape"
@@ -490,10 +494,13 @@ def check_values(axis: str, values: Iterable[str]) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- paired differences
 def higher_is_better(key: ResultKey) -> bool | None:
     """Whether a larger value of ``key``'s quantity is better (of a paired key: a larger
-    difference): relprob / prob by the mode (Pos higher, Neg lower), else the quantity's flag."""
+    difference): relprob / prob by the mode (Pos higher, Neg lower), auc by the curve (deletion
+    lower, the others higher), else the quantity's flag."""
     name = key.quantity.removeprefix(PAIRED_PREFIX)
     if name in ("relprob", "prob") and key.mode is not None:
         return key.mode == "pos"
+    if name == "auc" and key.curve is not None:
+        return key.curve != "deletion"  # deletion: lower is better; LeRF, insertion, SRG: higher
     return quantity(key.quantity, len(key.spec.axes)).higher_is_better
 
 

@@ -158,3 +158,60 @@ def test_metric_keys_wins_and_batch_split() -> None:
     assert float(a["eval/curve_fraction/insertion/p1"]) == 0.25
     with pytest.raises(ConfigError, match="curve_steps"):
         FaithfulnessCurves("gradcam", steps=1)
+
+
+def test_paired_auc_by_hand_and_merged_halves() -> None:
+    import statistics
+
+    from metrics.curves import FaithfulnessCurves
+    from results.run_tables import spec_tables, table_spec
+    from results.schema import ResultKey
+
+    x, maps, targets, logits = _metric_inputs(5)
+    maps["mean"] = torch.rand(5, 2, 4, 4, generator=torch.Generator().manual_seed(2))
+
+    def metric() -> FaithfulnessCurves:
+        return FaithfulnessCurves("gradcam", contrasts=("original", "weighted", "mean"),
+                                  baselines=("zeros",), steps=5, threshold=None, road_noise=0.0)
+
+    def key(q: str, c: str, curve: str, t: str = "t1", **kw: str) -> str:
+        return str(ResultKey(q, "gradcam", t, "zeros", contrast=c, curve=curve, score="logit",
+                             **kw))
+
+    whole, a, b = metric(), metric(), metric()
+    whole.update(SumNet(), x, maps, targets, logits)
+    a.update(SumNet(), x[:2], {c: m[:2] for c, m in maps.items()}, targets[:2], logits[:2])
+    b.update(SumNet(), x[2:], {c: m[2:] for c, m in maps.items()}, targets[2:], logits[2:])
+    a.merge_state(b)  # what DDP's sum reduction gives
+    one, two = whole.compute(), a.compute()
+    assert one.keys() == two.keys()
+    for k in one:
+        torch.testing.assert_close(one[k], two[k], rtol=1e-6, atol=1e-6, equal_nan=True)
+    # each sample alone: the AUC of its own curve; d = contrast - original per sample
+    alone = []
+    for i in range(5):
+        m = metric()
+        m.update(SumNet(), x[i:i + 1], {c: v[i:i + 1] for c, v in maps.items()},
+                 targets[i:i + 1], logits[i:i + 1])
+        alone.append(m.compute())
+    for c in ("weighted", "mean"):
+        for curve in ("deletion", "deletion_lerf", "insertion", "srg"):
+            d = [float(r[key("auc", c, curve)]) - float(r[key("auc", "original", curve)])
+                 for r in alone]
+            assert float(one[key("diff_auc", c, curve, stat="mean")]) == pytest.approx(
+                statistics.mean(d), abs=1e-5)
+            assert float(one[key("diff_auc", c, curve, stat="se")]) == pytest.approx(
+                statistics.stdev(d) / math.sqrt(5), abs=1e-5)
+            assert float(one[key("diff_auc", c, curve, stat="n")]) == 5
+    assert not any("diff_auc" in k and "/original/" in k for k in one)
+    # the weighted (negated) map deletes the least relevant first: its deletion AUC is higher
+    # (a significant loss) and its LeRF lower; the curves table bolds the original and counts it
+    results = {k: float(v) for k, v in one.items()}
+    assert float(one[key("diff_auc", "weighted", "deletion", stat="lo")]) > 0
+    table = spec_tables(table_spec("curves"), results)[0]
+    assert "wtd vs ori: 0 wins" in table.note and "n = 5 pairs per cell" in table.note
+    from results.schema import higher_is_better
+    for curve, higher in (("deletion", False), ("deletion_lerf", True), ("insertion", True),
+                          ("srg", True)):
+        assert higher_is_better(ResultKey.parse(key("diff_auc", "mean", curve, stat="lo"))) \
+            is higher

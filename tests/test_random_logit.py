@@ -111,8 +111,10 @@ def test_sanity_checks_two_processes_equal_one(tiny_checkpoint: Path, tmp_path: 
     r1, r2 = ({**json.loads(p.read_text())} for p in (
         next((tmp_path / d).rglob("results.json")) for d in ("one", "two")))
     assert set(r1) == set(r2)
-    keys = [k for k in r1 if "random_logit" in k]
+    keys = [k for k in r1 if "random_logit" in k and not k.startswith("eval/diff_")]
     assert len(keys) == 2 * (3 + 3 + 2)  # GC, LA x (ssim, spearman) x 3 contrasts + 2 wins
+    # paired: GC, LA x (ssim, spearman) x (weighted, finer) x 5 stats, equal on 2 ranks too
+    assert len([k for k in r1 if k.startswith("eval/diff_random_logit_")]) == 2 * 2 * 2 * 5
     for key in r1:
         # MPRT's samples are explained in other batch compositions on 2 ranks: float32 sums in
         # other orders move near-tied ranks of a randomised network's map (seen: 3e-6)
@@ -126,3 +128,45 @@ def test_sanity_checks_two_processes_equal_one(tiny_checkpoint: Path, tmp_path: 
     figures = next((tmp_path / "one").rglob("figures"))
     for name in ("randomlogit_gradcam", "mprt_gradcam", "mprt_linear_approx"):
         assert (figures / f"{name}.png").is_file(), name
+
+
+def test_paired_similarity_by_hand_and_merged_halves() -> None:
+    import math
+    import statistics
+
+    from metrics.random_logit import RandomLogit
+    from results.run_tables import spec_tables, table_spec
+
+    g = torch.Generator().manual_seed(3)
+    contrasts = ("original", "weighted", "mean")
+    maps_t = {c: torch.randn(5, 6, 6, generator=g) for c in contrasts}
+    # the original's map of s is nearly its map of t1: the other contrasts are far less similar
+    maps_s = {c: torch.randn(5, 6, 6, generator=g) for c in contrasts}
+    maps_s["original"] = maps_t["original"] + 0.05 * torch.randn(5, 6, 6, generator=g)
+    whole, a, b = (RandomLogit("gradcam", contrasts) for _ in range(3))
+    whole.update(maps_t, maps_s, (12, 12))
+    a.update({c: m[:3] for c, m in maps_t.items()}, {c: m[:3] for c, m in maps_s.items()},
+             (12, 12))
+    b.update({c: m[3:] for c, m in maps_t.items()}, {c: m[3:] for c, m in maps_s.items()},
+             (12, 12))
+    a.merge_state(b)  # what DDP's sum reduction gives
+    one, two = whole.compute(), a.compute()
+    assert one.keys() == two.keys()
+    for k in one:
+        torch.testing.assert_close(one[k], two[k], rtol=1e-6, atol=1e-6)
+    per = {c: (ssim(figure_normalise(maps_t[c], (12, 12)), figure_normalise(maps_s[c], (12, 12))),
+               spearman(figure_normalise(maps_t[c], (12, 12)),
+                        figure_normalise(maps_s[c], (12, 12)))) for c in contrasts}
+    for c in ("weighted", "mean"):
+        for i, q in enumerate(("ssim", "spearman")):
+            d = [float(w) - float(o) for w, o in zip(per[c][i], per["original"][i], strict=True)]
+            base = f"eval/diff_random_logit_{q}/gradcam/{c}"
+            assert float(one[f"{base}/mean"]) == pytest.approx(statistics.mean(d), abs=1e-6)
+            assert float(one[f"{base}/se"]) == pytest.approx(statistics.stdev(d) / math.sqrt(5),
+                                                             abs=1e-6)
+            assert float(one[f"{base}/n"]) == 5 and float(one[f"{base}/hi"]) < 0
+    assert not any("diff_random_logit" in k and "/original/" in k for k in one)
+    # lower is better: the contrasts win both similarities, the random-logit table says so
+    table = spec_tables(table_spec("random_logit"), {k: float(v) for k, v in one.items()})[0]
+    assert "wtd vs ori: 2 wins, 0 losses, 0 ties of 2 cells; n = 5 pairs" in table.note
+    assert "mean vs ori: 2 wins" in table.note
