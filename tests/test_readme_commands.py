@@ -3,7 +3,8 @@
 Every `python train.py ...` / `python evaluate.py ...` command in a ```bash block of README.md or
 of a `docs/*.md` page runs as printed; only placeholders are substituted (`/data/...` -> a
 miniature copy of the data set, `/data/birds` -> a miniature image folder, `PATH` -> a
-checkpoint). Commands for GPUs or several nodes
+checkpoint, `my_model.pth` -> a state dict of the shrunk model for the birds, which the command
+then evaluates instead of `--model.pretrained null`). Commands for GPUs or several nodes
 (`configs/trainer/ddp.yaml`, torchrun, srun) are parsed (`--print_config`); every other one runs
 for real, shrunk by appended size options (tiny_vgg, 32 px, one epoch, steps [1]), in document
 order (README first, then the pages by name) except that the fits run first (the later commands
@@ -36,6 +37,7 @@ SHRINK = ["--model.backbone", "tiny_vgg", "--model.pretrained", "null",
           "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.max_epochs", "1",
           "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 SHRINK_SYNTHETIC = ["--data.num_train", "40", "--data.num_test", "6"]
+FOREIGN_WEIGHTS = "my_model.pth"  # a state dict saved by other code (own-model-and-data.md)
 SHRINK_EVALUATION = ["--evaluation.steps", "[1]", "--evaluation.threshold", "null",
                      "--evaluation.num_figures", "0"]  # figures: tests/test_evaluate.py
 
@@ -188,7 +190,13 @@ def test_documented_commands_run_as_printed(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "configs").symlink_to(ROOT / "configs")  # the docs' relative config paths
     make_cub(tmp_path / "data")
-    make_image_folder(tmp_path / "data" / "birds", per_class=2)  # `/data/birds`: 3 birds
+    birds = make_image_folder(tmp_path / "data" / "birds", per_class=2)  # `/data/birds`: 3 birds
+    import torch
+
+    from lightning_modules.backbones import build_backbone
+
+    foreign = tmp_path / "foreign_weights.pth"  # `my_model.pth`: tiny_vgg, trained elsewhere
+    torch.save(build_backbone("tiny_vgg", len(birds["class_names"])).state_dict(), foreign)
     ckpt = tmp_path / "outputs" / "cub200_vgg16_bn" / "checkpoints" / "last.ckpt"
     commands: dict[tuple[str, ...], tuple[bool, str]] = {}  # first page that prints it
     for argv, multi, page in documented_commands():
@@ -203,6 +211,10 @@ def test_documented_commands_run_as_printed(
             continue
         synthetic = "configs/synthetic.yaml" in argv
         shrink = [*SHRINK, *(SHRINK_SYNTHETIC if synthetic else [])]
+        if argv[0] == "evaluate.py" and FOREIGN_WEIGHTS in argv:  # evaluate these weights
+            argv[argv.index(FOREIGN_WEIGHTS)] = str(foreign)
+            i = shrink.index("--model.pretrained")
+            del shrink[i:i + 2]
         if argv[0] == "evaluate.py":
             shrink += SHRINK_EVALUATION
         stage = argv[1] if argv[0] == "train.py" else "evaluate"
