@@ -187,7 +187,7 @@ def test_unknown_layer_lists_the_networks_own_names(tmp_path: Path) -> None:
 def _equal_to_one_process(two: dict[str, float], one: dict[str, float]) -> None:
     assert set(two) == set(one) and two["eval/count/gradcam"] == one["eval/count/gradcam"]
     for key in one:
-        assert two[key] == pytest.approx(one[key], abs=1e-6), key
+        assert two[key] == pytest.approx(one[key], abs=1e-6, nan_ok=True), key
 
 
 def test_ddp_evaluation_equals_one_process(ddp_evaluation: Job,
