@@ -27,6 +27,7 @@ def test_evaluate_speed_rejects_a_partial_batch() -> None:
         evaluate_speed.run(quick=True, images=12, repeats=1)
 
 
+@pytest.mark.slow  # 3 s; the fast set keeps evaluate_speed's accounting of the same step
 def test_whole_evaluation_accounts_every_part_and_its_floor(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from benchmarks import whole_evaluation as we

@@ -116,6 +116,7 @@ def _trainer_args(name: str) -> dict[str, object]:
     return {"precision": name}
 
 
+@pytest.mark.slow  # 7 s; every precision runs through the callback and evaluate.py below
 def test_bf16_mixed_through_evaluate_py(tiny_evaluation: SimpleNamespace, tiny_checkpoint: Path,
                                        tmp_path: Path) -> None:
     """``evaluate.py ... --trainer.precision bf16-mixed`` on the session's tiny run: every value
