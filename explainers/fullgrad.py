@@ -86,6 +86,9 @@ def fullgrad_vjp(model: nn.Module, x: Tensor, rows_fn: RowsFn) -> tuple[Tensor, 
             biases = [effective_bias(m).to(wide) for _, m in layers]
             maps = []
             last = rows.shape[0] - 1
+            # one backward per row, as the engine does through a whole network: measured on the
+            # CPU, a batched VJP (is_grads_batched) took 3.4 s vs 1.4 s (tiny_vgg, 16 x 64 px)
+            # and 38 s vs 35 s (vgg16_bn, 2 x 224 px) for top-2 x 4 contrasts
             for r, row in enumerate(rows):
                 grads = torch.autograd.grad((logits,), (inp, *outs), (row.to(logits.dtype),),
                                             retain_graph=r < last, allow_unused=True)
