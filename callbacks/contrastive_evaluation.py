@@ -284,7 +284,7 @@ class ContrastiveEvaluation(Callback):
             # one host-to-device copy per run
             self._part_attributes = trainer.datamodule.part_attributes.to(x.device)
         indices = self._indices(trainer, batch_idx, dataloader_idx, x.shape[0]) if (
-            self.random_logit or self.mprt) else None
+            self.random_logit or self.mprt or self.curves) else None
         explained = self.step.update(self._net, x, labels, part_masks, self._part_attributes,
                                      indices=indices)
         keep = 0

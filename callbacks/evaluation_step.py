@@ -150,8 +150,8 @@ class EvaluationStep(nn.Module):
         ``part_attributes [C, P]`` long where the data has parts. ``net`` is used as given (eval
         mode, its forwards in the caller's precision). ``timer(part)`` is a context manager
         around each part of the work (``PARTS``); the benchmarks time with it. ``indices``: the
-        samples' global dataset indices (the random-logit check's seeds; None: counted from 0 on
-        this step, right for one process).
+        samples' global dataset indices (the random-logit check's and the ROAD noise's seeds;
+        None: counted from 0 on this step, right for one process).
         """
         self.seen.update(labels)
         with_parts = self.localization and part_masks is not None
@@ -182,7 +182,8 @@ class EvaluationStep(nn.Module):
                 self.perturbation[method].update(net, x, res.maps, res.targets, res.logits)
             if self.curves:
                 with timer("curves"):
-                    self.curves[method].update(net, x, res.maps, res.targets, res.logits)
+                    self.curves[method].update(net, x, res.maps, res.targets, res.logits,
+                                               indices)
             if with_parts:
                 with timer("localisation"):
                     self.parts[method].update(res.maps, res.targets, res.logits, part_masks,

@@ -38,8 +38,10 @@ class FaithfulnessCurves(Metric):
     are upsampled as the masking upsamples them, ranked as the equal masking ranks them (ties by
     pixel index), optionally averaged per ``patch`` x ``patch`` square. Baselines: blur, zeros,
     mean (``make_baselines``) and road (:func:`metrics.functional.road.road_impute` with noise
-    ``road_noise``, drawn from a generator seeded by ``seed``: with noise > 0, DDP and one
-    process draw different noise).
+    ``road_noise`` times a standard normal field per sample, drawn from a generator seeded by
+    ``(seed, the sample's global dataset index)``: every process draws the same noise for the
+    same image, and a sample's maps, curves and steps share it, so the original and the weighted
+    map are compared on the same noise).
 
     ``compute`` gives the mean curves, their AUC (trapezoid over the fraction perturbed; the AUC
     of the mean curve equals the mean of the samples' AUCs, the rule being linear), SRG and, where
@@ -91,7 +93,8 @@ class FaithfulnessCurves(Metric):
             raise ConfigError(f"road_noise={road_noise}: use a standard deviation >= 0")
         self.steps, self.patch, self.threshold = int(steps), int(patch), threshold
         self.max_batch, self.road_noise = int(max_batch), float(road_noise)
-        self._generator = torch.Generator().manual_seed(seed)
+        self.seed = int(seed)
+        self._host_seen = 0  # samples seen on this process: the indices when none are given
         n_b, n_c = len(self.baselines), len(self.contrasts)
         shape = (2, n_b, n_c, len(CURVES), len(SCORES), self.steps)
         self.add_state("curve_sum", torch.zeros(shape, dtype=torch.float64), dist_reduce_fx="sum")
@@ -103,13 +106,27 @@ class FaithfulnessCurves(Metric):
         add_paired_state(self, "auc", (2, n_b, n_c, len(CURVES) + 1, len(SCORES)))
 
     def update(
-        self, model: nn.Module, x: Tensor, maps: dict[str, Tensor], targets: Tensor, logits: Tensor
+        self,
+        model: nn.Module,
+        x: Tensor,
+        maps: dict[str, Tensor],
+        targets: Tensor,
+        logits: Tensor,
+        indices: Sequence[int] | None = None,
     ) -> None:
         """Add one batch: x [B, 3, H, W] normalised, maps contrast -> [B, 2, h, w] (or
-        [B, 2, C, H, W]), targets [B, 2] (t1, t2), logits [B, C] of the clean images."""
+        [B, 2, C, H, W]), targets [B, 2] (t1, t2), logits [B, C] of the clean images;
+        ``indices``: the samples' global dataset indices (the ROAD noise's seeds; None: counted
+        from 0 on this process, right for one process)."""
         missing = [c for c in self.contrasts if c not in maps]
         if missing:
             raise ConfigError(f"maps lack contrasts {missing}; got {sorted(maps)}")
+        if indices is None:
+            indices = range(self._host_seen, self._host_seen + x.shape[0])
+        self._host_seen += x.shape[0]
+        noise = None
+        if "road" in self.baselines and self.road_noise > 0:
+            noise = self._noise_fields(indices, x)
         targets = targets[:, :2]
         maps = {c: maps[c][:, :2].detach() for c in self.contrasts}
         if self.threshold is not None:
@@ -117,6 +134,7 @@ class FaithfulnessCurves(Metric):
             idx = torch.nonzero(p2 > self.threshold).flatten()  # the one host sync
             x, targets = x.index_select(0, idx), targets.index_select(0, idx)
             maps = {c: m.index_select(0, idx) for c, m in maps.items()}
+            noise = noise.index_select(0, idx) if noise is not None else None
         n = x.shape[0]
         if n == 0:
             return
@@ -128,7 +146,7 @@ class FaithfulnessCurves(Metric):
         fixed = tuple(b for b in self.baselines if b != "road")
         bases = make_baselines(x, fixed) if fixed else None
         run = run_curves(model, x, ranks, targets, bases, self.baselines, self.steps,
-                         self.patch, self.max_batch, self.road_noise, self._generator)
+                         self.patch, self.max_batch, self.road_noise, noise)
         curves = all_curves(run).to(self.curve_sum.dtype)  # [n, n_b, 2, M, 3, S, 3]
         self.curve_sum += curves.sum(0).permute(1, 0, 2, 3, 5, 4)
         self.count += n
@@ -144,6 +162,18 @@ class FaithfulnessCurves(Metric):
             lower = _LOWER_IS_BETTER.to(auc.device)[:, None]
             better = torch.where(lower, wtd < ori, wtd > ori)  # [n, n_b, 2, 4, 3]
             self.wins += better.sum(0).transpose(0, 1).to(self.wins.dtype)
+
+    def reset(self) -> None:
+        super().reset()
+        self._host_seen = 0
+
+    def _noise_fields(self, indices: Sequence[int], x: Tensor) -> Tensor:
+        """Standard normal fields [B, C, H, W] (float32, on x's device), one per sample, each
+        from a CPU generator seeded by ``(seed, global index)``: the same numbers on any process
+        and device."""
+        fields = [torch.randn(x.shape[1:], generator=torch.Generator().manual_seed(
+            (self.seed << 32) + int(i))) for i in indices]
+        return torch.stack(fields).to(x.device, non_blocking=True)
 
     def compute(self) -> dict[str, Tensor]:
         """``{result key: value}``: curve (mean per step), auc (incl. srg), auc_wins,

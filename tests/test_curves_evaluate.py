@@ -20,7 +20,7 @@ from tests.wandb_files import read_closed_wandb_run
 
 ROOT = Path(__file__).resolve().parent.parent
 CURVES = ["--evaluation.curves", "true", "--evaluation.curve_steps", "3",
-          "--evaluation.curve_baselines", "[zeros,road]", "--evaluation.road_noise", "0",
+          "--evaluation.curve_baselines", "[zeros,road]",
           "--evaluation.methods", "[gradcam]", "--evaluation.gradient_sign", "false",
           "--evaluation.localization", "false"]
 

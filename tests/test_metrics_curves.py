@@ -215,3 +215,72 @@ def test_paired_auc_by_hand_and_merged_halves() -> None:
                           ("srg", True)):
         assert higher_is_better(ResultKey.parse(key("diff_auc", "mean", curve, stat="lo"))) \
             is higher
+
+
+class CountingSumNet(SumNet):
+    """SumNet that records the size of every forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(x.shape[0])
+        return super().forward(x)
+
+
+def test_end_points_are_forwarded_once_per_sample() -> None:
+    # 3 samples, 2 baselines, 2 maps, 5 steps: 3 clean + 3 x 2 fully replaced images, then
+    # 3 x 2 baselines x 2 t x 2 maps x 2 run curves x 3 inner steps
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(3, 2, 4, 4, generator=g)
+    maps = torch.randn(3, 2, 2, 4, 4, generator=g)
+    bases = torch.stack([torch.zeros_like(x), torch.ones_like(x)])
+    net = CountingSumNet()
+    ranks = patch_ranks(maps, 1)
+    targets = torch.tensor([[0, 1]]).expand(3, 2)
+    run = run_curves(net, x, ranks, targets, bases, ("zeros", "mean"), 5, 1, 50)
+    assert sum(net.sizes) == 3 + 6 + 144 and max(net.sizes) == 50
+    y = run[..., 0]
+    # fully replaced by the ones image: t1 scores its sum 2 x 16, t2 its constant logit 0
+    assert torch.equal(y[:, 1, 0, :, :, -1], torch.full((3, 2, 2), 32.0))
+    assert torch.equal(y[:, 1, 1, :, :, -1], torch.zeros(3, 2, 2))
+    # two steps: the end points alone
+    net.sizes.clear()
+    two = run_curves(net, x, ranks, targets, bases, ("zeros", "mean"), 2, 1, 50)
+    assert sum(net.sizes) == 9 and torch.equal(two[..., 0, :], run[..., 0, :])
+
+
+def test_road_noise_is_keyed_by_sample_so_splits_and_ranks_agree() -> None:
+    from metrics.curves import FaithfulnessCurves
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(4, 3, 6, 6, generator=g)
+    maps = {c: torch.randn(4, 2, 6, 6, generator=g) for c in ("original", "weighted")}
+    targets = torch.tensor([[0, 1]]).expand(4, 2)
+    logits = SumNet()(x)
+
+    def metric(noise: float = 0.3) -> FaithfulnessCurves:
+        return FaithfulnessCurves("gradcam", baselines=("road",), steps=4, threshold=None,
+                                  road_noise=noise, max_batch=9)
+
+    def part(idx: list[int]) -> tuple:
+        sel = torch.tensor(idx)
+        return x[sel], {c: m[sel] for c, m in maps.items()}, targets[sel], logits[sel]
+
+    whole = metric()
+    whole.update(SumNet(), x, maps, targets, logits)
+    # two "ranks" as the distributed sampler deals them: samples 0, 2 and 1, 3
+    r0, r1 = metric(), metric()
+    r0.update(SumNet(), *part([0, 2]), indices=[0, 2])
+    r1.update(SumNet(), *part([1, 3]), indices=[1, 3])
+    r0.merge_state(r1)
+    a, b = whole.compute(), r0.compute()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-6, equal_nan=True)
+    plain = metric(0.0)
+    plain.update(SumNet(), x, maps, targets, logits)
+    key = "eval/curve/gradcam/t1/road/original/deletion/logit/p3"
+    assert float(a[key]) != pytest.approx(float(plain.compute()[key]), abs=1e-3)
+    # the fully imputed image carries the same noise whatever the map: equal last points
+    assert float(a[key]) == float(a[key.replace("original", "weighted")])

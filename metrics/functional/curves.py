@@ -18,6 +18,8 @@ actually perturbed (k_i / U). SRG = AUC(deletion_lerf) - AUC(deletion).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -95,6 +97,12 @@ def trapezoid_auc(curves: Tensor, fractions: Tensor) -> Tensor:
     return torch.trapezoid(curves, fractions.to(curves), dim=-1)
 
 
+def _end_scores(logits: Tensor, targets: Tensor) -> Tensor:
+    """[3, N, 2] scores of targets t1 and t2 [N, 2] for logits [N, K]."""
+    t1, t2 = targets[:, 0], targets[:, 1]
+    return torch.stack([target_scores(logits, targets[:, r], t1, t2) for r in range(2)], dim=-1)
+
+
 def run_curves(
     model: nn.Module,
     x: Tensor,
@@ -106,50 +114,90 @@ def run_curves(
     patch: int,
     max_batch: int,
     road_noise: float = 0.0,
-    generator: torch.Generator | None = None,
+    noise: Tensor | None = None,
 ) -> Tensor:
     """Scores of every (sample, baseline, t, map, run curve, step) image: [n, n_b, 2, M, 2, S, 3].
 
     x [n, C, H, W] float32 (normalised), ranks [n, 2, M, U] from :func:`patch_ranks` of the
     maps of t1 and t2, targets [n, 2] (t1, t2), bases [n_b', n, C, H, W]: the images of the
     fixed baselines in ``baselines`` order, ROAD left out (its image depends on the mask: each
-    row is imputed in its chunk, :func:`road_impute`). Run curves: deletion and deletion_lerf
-    (insertion is read off the latter). Rows go through ``model`` without gradients, in chunks
-    of at most ``max_batch``, cast to the model's dtype where they enter it.
+    row is imputed in its chunk, :func:`road_impute`, adding ``road_noise`` times the sample's
+    standard normal field ``noise`` [n, C, H, W], the same for every map, curve and step).
+    Run curves: deletion and deletion_lerf (insertion is read off the latter).
+
+    Forwards: the end points are shared (step 0 removes nothing; the last step removes every
+    unit whatever the map), so a sample costs 1 clean image, 1 fully replaced image per baseline
+    and ``2 * M * 2 * (S - 2)`` inner images per baseline. They go through ``model`` without
+    gradients in chunks of at most ``max_batch``, composed in one reused buffer and cast to the
+    model's dtype where they enter it.
     """
-    n, _, h, w = x.shape
+    n, c, h, w = x.shape
     n_b, m = len(baselines), ranks.shape[2]
     units = ranks.shape[-1]
-    ks = step_counts(units, steps).to(x.device)
-    shape = (n, n_b, 2, m, len(RUN_CURVES), steps)
-    total = n * n_b * 2 * m * len(RUN_CURVES) * steps
+    dev = x.device
+    ks = step_counts(units, steps).to(dev)
+    inner = (n, n_b, 2, m, len(RUN_CURVES), steps - 2)
+    n_end = n + n * n_b  # images: n clean, n * n_b fully replaced, then the inner rows
+    total = n_end + math.prod(inner)
+    ranks = ranks.to(torch.int32)  # half the bytes of the per-row gathers
     fixed = [i for i, b in enumerate(baselines) if b != "road"]
-    slot = torch.full((n_b,), -1, dtype=torch.long)
+    slot = torch.zeros(n_b, dtype=torch.long)
     slot[fixed] = torch.arange(len(fixed))
-    slot = slot.to(x.device)
-    scores = torch.empty(3, total, dtype=torch.float32, device=x.device)
+    slot = slot.to(dev)
+    road = baselines.index("road") if "road" in baselines else -1
+    flat_bases = bases.flatten(0, 1) if bases is not None and fixed else None
+    zero = torch.zeros((), dtype=torch.long, device=dev)
+    end_logits: list[Tensor] = []
+    inner_scores: list[Tensor] = []
     dtype = input_dtype(model)
+    # one input buffer (and one for the baselines' pixels) for every chunk: composing in place
+    # spares the allocator and the page faults of three fresh images per row
+    buf = torch.empty(min(max_batch, total), c, h, w, dtype=x.dtype, device=dev)
+    bbuf = torch.empty_like(buf) if flat_bases is not None else None
     with torch.no_grad():
         for start in range(0, total, max_batch):
-            row = torch.arange(start, min(start + max_batch, total), device=x.device)
-            i, b, r, mi, cu, s = torch.unravel_index(row, shape)
-            removed = removed_units(ranks[i, r, mi], ks[s], cu == 1)
+            row = torch.arange(start, min(start + max_batch, total), device=dev)
+            size = row.numel()
+            clean, full = row < n, (row >= n) & (row < n_end)
+            j = (row - n_end).clamp_min(0)
+            i, b, r, mi, cu, s = torch.unravel_index(j, (*inner[:-1], max(steps - 2, 1)))
+            fi, fb = torch.unravel_index((row - n).clamp(0, n * n_b - 1), (n, n_b))
+            i = torch.where(clean, row.clamp_max(n - 1), torch.where(full, fi, i))
+            b = torch.where(full, fb, torch.where(clean, zero, b))
+            k = torch.where(clean, zero, torch.where(full, ks[-1], ks[s + 1]))
+            lerf = (cu == 1) & ~clean & ~full
+            removed = removed_units(ranks[i, r, mi], k, lerf)
             removed = unit_mask_to_pixels(removed, (h, w), patch)
-            xi = x[i]
-            pert = xi
-            if bases is not None and fixed:
-                base = bases[slot[b].clamp_min(0), i]
-                pert = torch.where(removed[:, None], base, xi)
-            if "road" in baselines:
+            pert = buf[:size]
+            torch.index_select(x, 0, i, out=pert)
+            if flat_bases is not None and bbuf is not None:
+                base = bbuf[:size]
+                torch.index_select(flat_bases, 0, slot[b] * n + i, out=base)
+                torch.where(removed[:, None], base, pert, out=pert)
+            if road >= 0:
                 # a host sync per chunk, only with ROAD: the CG runs on the ROAD rows alone
-                sel = torch.nonzero(b == baselines.index("road")).flatten()
+                sel = torch.nonzero((b == road) & ~clean).flatten()
                 if sel.numel():
-                    pert = pert.clone() if pert is xi else pert
-                    pert[sel] = road_impute(xi[sel], removed[sel], road_noise, generator)
+                    eps = noise.index_select(0, i[sel]) if noise is not None else None
+                    pert[sel] = road_impute(pert[sel], removed[sel], road_noise, eps=eps)
             out = model(pert.to(dtype)).float()
-            t = targets[i, r]
-            scores[:, row] = target_scores(out, t, targets[i, 0], targets[i, 1])
-    return scores.reshape(3, *shape).movedim(0, -1)
+            ends = int(min(max(n_end - start, 0), size))
+            if ends:
+                end_logits.append(out[:ends])
+            if ends < size:
+                ii, rr = i[ends:], r[ends:]
+                inner_scores.append(target_scores(out[ends:], targets[ii, rr], targets[ii, 0],
+                                                  targets[ii, 1]))
+    ends_all = torch.cat(end_logits)
+    first = _end_scores(ends_all[:n], targets)  # [3, n, 2]
+    last = _end_scores(ends_all[n:], targets.repeat_interleave(n_b, 0)).reshape(3, n, n_b, 2)
+    scores = torch.empty(3, n, n_b, 2, m, len(RUN_CURVES), steps, dtype=torch.float32,
+                         device=dev)
+    scores[..., 0] = first[:, :, None, :, None, None]
+    scores[..., -1] = last[..., None, None]
+    if steps > 2:
+        scores[..., 1:-1] = torch.cat(inner_scores, dim=1).reshape(3, *inner)
+    return scores.movedim(0, -1)
 
 
 def all_curves(run: Tensor) -> Tensor:

@@ -52,6 +52,7 @@ def road_impute(
     removed: Tensor,
     noise: float = 0.0,
     generator: torch.Generator | None = None,
+    eps: Tensor | None = None,
     tol: float = 1e-6,
     max_iter: int = 2000,
     check_every: int = 10,
@@ -59,8 +60,10 @@ def road_impute(
     """x [N, C, H, W] with the pixels of ``removed`` [N, H, W] bool linearly imputed.
 
     Kept pixels are returned unchanged. ``noise``: the std of the Gaussian noise added to the
-    imputed pixels (the published default is 0.01; 0 gives the plain solution). ``generator``:
-    a CPU generator for the noise (drawn on the CPU, then moved: the same numbers on any device).
+    imputed pixels (the published default is 0.01; 0 gives the plain solution). The standard
+    normal draws: ``eps`` [N, C, H, W] where given (the curves key them by sample, so that every
+    process draws the same), else from ``generator``, a CPU generator (drawn on the CPU, then
+    moved: the same numbers on any device).
     Computed in float32 (float64 inputs stay float64). Returns [N, C, H, W].
     """
     if x.dim() != 4 or removed.shape != (x.shape[0], *x.shape[-2:]):
@@ -68,6 +71,9 @@ def road_impute(
                           f"{tuple(x.shape)} and {tuple(removed.shape)}")
     if noise < 0:
         raise ConfigError(f"road noise={noise}: use a standard deviation >= 0")
+    if eps is not None and eps.shape != x.shape:
+        raise ConfigError(f"road_impute: eps {tuple(eps.shape)} must be shaped as x "
+                          f"{tuple(x.shape)}")
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     with torch.autocast(x.device.type, enabled=False):  # a baseline image, not model work
         xf = x.to(dtype)
@@ -105,6 +111,7 @@ def road_impute(
             rz = rz_new
             p = z + beta * p
         if noise > 0:
-            eps = torch.randn(x.shape, generator=generator, dtype=dtype).to(x.device)
-            v = v + noise * eps * miss
+            if eps is None:
+                eps = torch.randn(x.shape, generator=generator, dtype=dtype).to(x.device)
+            v = v + noise * eps.to(dtype) * miss
         return torch.where(removed[:, None], v, xf).to(x.dtype)
