@@ -32,7 +32,7 @@ KEYS = ["data", "method", "t", "source", "n", "r_t"]
 KEYS_TEX = ["Data", "Method", "$t$", "Source", "$n$", "$r_t$"]
 
 
-def _cell(number: Number) -> Cell:
+def number_cell(number: Number) -> Cell:
     if number.value is None:
         return Cell(DASH)
     text = "nan" if not number.present else (number.printed or f"{number.value:.3f}")
@@ -115,9 +115,9 @@ def as_table(table: PaperTable, wins: bool = True) -> Table:
             last_dataset = row.dataset
         head = ([Cell(row.dataset), Cell(AXES["method"].title(row.method)),
                  Cell(row.t, tex=f"$t_{row.t[1:]}$")] if ours else [Cell("")] * 3)
-        cells = [_cell(c) for pair in row.pairs for c in pair]
+        cells = [number_cell(c) for pair in row.pairs for c in pair]
         out.rows.append([*head, Cell(row.source, mark=FAR_MARK if row.far else ""),
-                         _count(row.count), _cell(row.clean), *cells,
+                         _count(row.count), number_cell(row.clean), *cells,
                          *([_wins(row)] if wins else [])])
     caption = [f"{BACKBONE_TITLES.get(table.backbone, table.backbone)}, {table.masking} "
                "masking: relative probability r_t on perturbed images (Pos: higher is better; "

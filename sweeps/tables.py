@@ -104,7 +104,7 @@ def by_value(ori: Number, wtd: Number, mode: str) -> str:
     return "win" if better(wtd, ori, mode) else "loss" if better(ori, wtd, mode) else "tie"
 
 
-def _bolded(ori: Number, wtd: Number, mode: str, verdict: str | None = None
+def bolded(ori: Number, wtd: Number, mode: str, verdict: str | None = None
             ) -> tuple[Number, Number]:
     """Bold the winner: ``verdict`` (from the intervals) where given, else the better number."""
     if not (ori.present and wtd.present):
@@ -211,7 +211,7 @@ def expected_keys(methods: Sequence[str], masking: str) -> list[str]:
     return [str(k) for k in keys]
 
 
-def _mean_sd(values: list[float | None]) -> Number:
+def mean_sd(values: list[float | None]) -> Number:
     """The mean over seeds and, for several, their sample standard deviation (n - 1)."""
     if not values or any(v is None for v in values):
         return Number(None)
@@ -222,7 +222,7 @@ def _mean_sd(values: list[float | None]) -> Number:
     return Number(mean, sd=math.sqrt(math.fsum((v - mean) ** 2 for v in vals) / (len(vals) - 1)))
 
 
-def _consensus(verdicts: list[str | None]) -> str | None:
+def consensus(verdicts: list[str | None]) -> str | None:
     """A win or loss where every seed's interval says so, else a tie; None where a seed has no
     interval (its numbers are compared instead)."""
     if not verdicts or any(v is None for v in verdicts):
@@ -236,17 +236,17 @@ def _our_row(runs: Sequence[Run], method: str, t: str, masking: str) -> Row:
     per_seed = [[0, 0, 0] for _ in runs]
     for b, mode in PAIRS:
         keys = [ResultKey("relprob", method, t, b, mode, masking, c) for c in PAPER_CONTRASTS]
-        ori, wtd = (_mean_sd([r.results.get(str(k)) for r in runs]) for k in keys)
+        ori, wtd = (mean_sd([r.results.get(str(k)) for r in runs]) for k in keys)
         seeds = [paired_verdict(r.results, keys[1]) for r in runs]
         for counts, v in zip(per_seed, seeds, strict=True):
             if v is not None:
                 counts[("win", "loss", "tie").index(v)] += 1
-        verdict = _consensus(seeds)
+        verdict = consensus(seeds)
         verdicts.append(verdict)
-        pairs.append(_bolded(ori, wtd, mode, verdict))
-    count = _mean_sd([r.results.get(str(ResultKey("count", method))) for r in runs]).value
+        pairs.append(bolded(ori, wtd, mode, verdict))
+    count = mean_sd([r.results.get(str(ResultKey("count", method))) for r in runs]).value
     return Row(runs[0].dataset_label, method, t, "ours", count,
-               _mean_sd([r.results.get(str(ResultKey("clean_relprob", method, t)))
+               mean_sd([r.results.get(str(ResultKey("clean_relprob", method, t)))
                          for r in runs]),
                pairs, verdicts, [r.seed for r in runs],
                [(c[0], c[1], c[2]) for c in per_seed],
@@ -263,12 +263,12 @@ def _published_row(paper: PaperNumbers, source: Source, dataset_key: str, label:
     if not clean.present:
         return None
     ori, wtd = PAPER_CONTRASTS
-    pairs = [_bolded(cell(f"{b}/{mode}/{ori}"), cell(f"{b}/{mode}/{wtd}"), mode)
+    pairs = [bolded(cell(f"{b}/{mode}/{ori}"), cell(f"{b}/{mode}/{wtd}"), mode)
              for b, mode in PAIRS]
     return Row(label, method, t, source.tag, None, clean, pairs)
 
 
-def _by_experiment(runs: Sequence[Run]) -> list[list[Run]]:
+def by_experiment(runs: Sequence[Run]) -> list[list[Run]]:
     """The runs grouped by data set (the seeds of one experiment together, by seed), in order."""
     groups: dict[str, list[Run]] = {}
     for run in runs:
@@ -298,7 +298,7 @@ def build_tables(runs: Sequence[Run], paper: PaperNumbers) -> list[PaperTable]:
                     table.incomplete.append(
                         f"{run.label}: {len(missing)} of {len(expected)} keys this table needs "
                         f"are missing, e.g. {missing[0]}; its cells show —")
-            for seeds in _by_experiment(group):
+            for seeds in by_experiment(group):
                 run = seeds[0]
                 for method in methods:
                     for t in RANKS:
