@@ -3,6 +3,7 @@
 #   (a) the CUDA-only tests (pytest -k cuda; they skip without CUDA),
 #   (b) the whole-evaluation benchmark, VGG-16-BN at 224 px, data batch 128, in 32-true,
 #       bf16-mixed and bf16-true (and the batch-128 memory projection beside the measurement),
+#       and once more in 32-true with the faithfulness curves (--curves),
 #   (c) train.py fit for a few steps and evaluate.py on a CUB-sized synthetic set (224 px,
 #       200 classes, VGG-16-BN, no pretrained weights, data batch 128, 2 test batches,
 #       threshold null so every image runs the whole protocol),
@@ -67,6 +68,10 @@ for precision in 32-true bf16-mixed bf16-true; do
   run_step "b_bench_$precision" "${LIMIT[@]}" "$PY" -m benchmarks.whole_evaluation \
     "${BENCH[@]}" --precision "$precision" --json "$OUT/bench_$precision.json" "${extra[@]}"
 done
+
+# (b2) the same in 32-true with the faithfulness curves (their defaults) beside the protocol
+run_step b_bench_curves "${LIMIT[@]}" "$PY" -m benchmarks.whole_evaluation "${BENCH[@]}" \
+  --curves --json "$OUT/bench_32-true_curves.json"
 
 # (c) train.py fit a few steps, evaluate.py on capped test batches (flags that exist today)
 COMMON=(--config configs/synthetic.yaml --model.backbone "$BACKBONE" --model.pretrained null

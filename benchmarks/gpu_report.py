@@ -20,7 +20,8 @@ from callbacks.evaluation_step import PARTS
 def rows(directory: Path, share: float) -> list[list[str]]:
     """One row per benchmarked precision (in the order of their files' names)."""
     out = []
-    for path in sorted(directory.glob("bench_*.json")):
+    # bench_<precision>.json, then bench_32-true_curves.json after its precision
+    for path in sorted(directory.glob("bench_*.json"), key=lambda p: p.stem.split("_")[1:]):
         data = json.loads(path.read_text())
         r = data.get("timing")
         if r is None:
@@ -28,10 +29,12 @@ def rows(directory: Path, share: float) -> list[list[str]]:
         n = r["n_images"]
         ips = [n / r[f"{p}_s"] if r[f"{p}_s"] > 0 else float("inf") for p in PARTS]
         mem = data.get("memory_projection", {}).get("peak_gib")
+        curves = "efficiency_curves" in r
         out.append([
-            data["precision"], f"{int(r['batch'])}",
+            data["precision"] + (" + curves" if curves else ""), f"{int(r['batch'])}",
             *(f"{v:.1f}" for v in ips), f"{r['images_per_s']:.2f}",
             f"{r['efficiency_masking']:.2f}", f"{r['efficiency_gradient_sign']:.2f}",
+            f"{r['efficiency_curves']:.2f}" if curves else "-",
             f"{r['efficiency']:.2f}" + ("" if r["efficiency"] >= GOAL else " (<0.85)"),
             f"{r['peak_memory_gib']:.1f}" + (f" ({mem:.1f})" if mem is not None else ""),
             f"{project_cub_hours(r, share):.2f} / {project_cub_hours(r, 1.0):.2f}",
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of CUB test images with p_t2 > 0.1 (projection)")
     args = parser.parse_args(argv)
     header = ["precision", "batch", *(f"{p} img/s" for p in PARTS), "whole img/s",
-              "eff masking", "eff grad-sign", "eff whole", "peak GiB (projected)",
+              "eff masking", "eff grad-sign", "eff curves", "eff whole", "peak GiB (projected)",
               f"CUB test h (share {args.share:g} / 1)"]
     table = rows(args.directory, args.share)
     print("| " + " | ".join(header) + " |")
