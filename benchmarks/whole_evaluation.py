@@ -114,7 +114,11 @@ def _return_freed_memory() -> None:
 # --------------------------------------------------------------------------------- recording
 @dataclass
 class _Recorder:
-    """Inputs of the model's forwards while ``part`` is set: (part, with grad, input)."""
+    """Inputs of the model's forwards while ``part`` is set: (part, with grad, input).
+
+    Held by reference, not copied (a copy would be timed as the part's work): the curves compose
+    every chunk in one reused buffer, so their replay sees its last contents, the same shapes
+    and so the same work for the network."""
 
     part: str | None = None
     calls: list[tuple[str, bool, Tensor]] = field(default_factory=list)
