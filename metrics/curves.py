@@ -124,17 +124,16 @@ class FaithfulnessCurves(Metric):
         if indices is None:
             indices = range(self._host_seen, self._host_seen + x.shape[0])
         self._host_seen += x.shape[0]
-        noise = None
-        if "road" in self.baselines and self.road_noise > 0:
-            noise = self._noise_fields(indices, x)
         targets = targets[:, :2]
         maps = {c: maps[c][:, :2].detach() for c in self.contrasts}
         if self.threshold is not None:
             p2 = torch.softmax(logits.detach().float(), dim=1).gather(1, targets[:, 1:2])[:, 0]
             idx = torch.nonzero(p2 > self.threshold).flatten()  # the one host sync
             x, targets = x.index_select(0, idx), targets.index_select(0, idx)
+            logits = logits.index_select(0, idx)
             maps = {c: m.index_select(0, idx) for c, m in maps.items()}
-            noise = noise.index_select(0, idx) if noise is not None else None
+            if "road" in self.baselines and self.road_noise > 0:  # the kept samples' indices
+                indices = [indices[j] for j in idx.tolist()]
         n = x.shape[0]
         if n == 0:
             return
@@ -145,8 +144,12 @@ class FaithfulnessCurves(Metric):
         x = x.detach().to(result_dtype(x.dtype))
         fixed = tuple(b for b in self.baselines if b != "road")
         bases = make_baselines(x, fixed) if fixed else None
+        noise = None
+        if "road" in self.baselines and self.road_noise > 0:
+            noise = self._noise_fields(indices, x)
         run = run_curves(model, x, ranks, targets, bases, self.baselines, self.steps,
-                         self.patch, self.max_batch, self.road_noise, noise)
+                         self.patch, self.max_batch, self.road_noise, noise,
+                         clean_logits=logits.detach())
         curves = all_curves(run).to(self.curve_sum.dtype)  # [n, n_b, 2, M, 3, S, 3]
         self.curve_sum += curves.sum(0).permute(1, 0, 2, 3, 5, 4)
         self.count += n

@@ -95,9 +95,9 @@ def test_whole_evaluation_curves_part_and_its_floor() -> None:
     from benchmarks import whole_evaluation as we
 
     r = we.run(quick=True, images=1, batch=1, repeats=1, curves=True)
-    # 2 methods x (1 clean + 1 blurred image, the shared end points, + 1 baseline x 2 t x
-    # 2 contrasts x 2 run curves x 18 inner steps) images per image
-    assert r["n_curve_images"] == 2 * (1 + 1 + 8 * 18)
+    # 2 methods x (1 blurred image, the shared last step, + 1 baseline x 2 t x 2 contrasts x
+    # 2 run curves x 18 inner steps) images per image; step 0 reuses the clean logits
+    assert r["n_curve_images"] == 2 * (1 + 8 * 18)
     assert r["efficiency_curves"] == pytest.approx(r["floor_curves_s"] / r["curves_s"])
     floors = r["floor_masking_s"] + r["floor_gradient_sign_s"] + r["floor_curves_s"]
     assert r["efficiency"] == pytest.approx(floors / r["total_s"])

@@ -25,7 +25,7 @@ def test_gpu_check_cpu_smoke(tmp_path: Path) -> None:
     assert [row.split(" | ")[0] for row in table[1:]] == [
         "| 32-true", "| 32-true + curves", "| bf16-mixed", "| bf16-true"]
     curves = json.loads((out / "bench_32-true_curves.json").read_text())["timing"]
-    assert curves["n_curve_images"] == 2 * 2 * 146 and curves["efficiency_curves"] > 0
+    assert curves["n_curve_images"] == 2 * 2 * 145 and curves["efficiency_curves"] > 0
     for precision in ("32-true", "bf16-mixed", "bf16-true"):
         timing = json.loads((out / f"bench_{precision}.json").read_text())["timing"]
         assert timing["n_gs_points"] == 2 * 41 and timing["efficiency"] > 0

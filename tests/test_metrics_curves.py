@@ -37,7 +37,7 @@ def _run(x, maps, baselines=("zeros",), steps=5, patch=1, max_batch=64, bases=No
         bases = torch.zeros(1, *x.shape)
     targets = torch.tensor([[0, 1]]).expand(x.shape[0], 2)
     return run_curves(SumNet(), x, ranks, targets, bases, baselines, steps, patch, max_batch,
-                      **kw)
+                      clean_logits=SumNet()(x), **kw)
 
 
 def test_deletion_insertion_numbers_by_hand() -> None:
@@ -230,8 +230,8 @@ class CountingSumNet(SumNet):
 
 
 def test_end_points_are_forwarded_once_per_sample() -> None:
-    # 3 samples, 2 baselines, 2 maps, 5 steps: 3 clean + 3 x 2 fully replaced images, then
-    # 3 x 2 baselines x 2 t x 2 maps x 2 run curves x 3 inner steps
+    # 3 samples, 2 baselines, 2 maps, 5 steps: the clean images' logits are given; 3 x 2 fully
+    # replaced images, then 3 x 2 baselines x 2 t x 2 maps x 2 run curves x 3 inner steps
     g = torch.Generator().manual_seed(3)
     x = torch.rand(3, 2, 4, 4, generator=g)
     maps = torch.randn(3, 2, 2, 4, 4, generator=g)
@@ -239,16 +239,20 @@ def test_end_points_are_forwarded_once_per_sample() -> None:
     net = CountingSumNet()
     ranks = patch_ranks(maps, 1)
     targets = torch.tensor([[0, 1]]).expand(3, 2)
-    run = run_curves(net, x, ranks, targets, bases, ("zeros", "mean"), 5, 1, 50)
-    assert sum(net.sizes) == 3 + 6 + 144 and max(net.sizes) == 50
+    clean = SumNet()(x)
+    run = run_curves(net, x, ranks, targets, bases, ("zeros", "mean"), 5, 1, 50,
+                     clean_logits=clean)
+    assert sum(net.sizes) == 6 + 144 and max(net.sizes) == 50
+    assert torch.equal(run[:, :, 0, :, :, 0, 0], clean[:, 0, None, None, None].expand(3, 2, 2, 2))
     y = run[..., 0]
     # fully replaced by the ones image: t1 scores its sum 2 x 16, t2 its constant logit 0
     assert torch.equal(y[:, 1, 0, :, :, -1], torch.full((3, 2, 2), 32.0))
     assert torch.equal(y[:, 1, 1, :, :, -1], torch.zeros(3, 2, 2))
     # two steps: the end points alone
     net.sizes.clear()
-    two = run_curves(net, x, ranks, targets, bases, ("zeros", "mean"), 2, 1, 50)
-    assert sum(net.sizes) == 9 and torch.equal(two[..., 0, :], run[..., 0, :])
+    two = run_curves(net, x, ranks, targets, bases, ("zeros", "mean"), 2, 1, 50,
+                     clean_logits=clean)
+    assert sum(net.sizes) == 6 and torch.equal(two[..., 0, :], run[..., 0, :])
 
 
 def test_road_noise_is_keyed_by_sample_so_splits_and_ranks_agree() -> None:

@@ -115,6 +115,8 @@ def run_curves(
     max_batch: int,
     road_noise: float = 0.0,
     noise: Tensor | None = None,
+    *,
+    clean_logits: Tensor,
 ) -> Tensor:
     """Scores of every (sample, baseline, t, map, run curve, step) image: [n, n_b, 2, M, 2, S, 3].
 
@@ -125,9 +127,10 @@ def run_curves(
     standard normal field ``noise`` [n, C, H, W], the same for every map, curve and step).
     Run curves: deletion and deletion_lerf (insertion is read off the latter).
 
-    Forwards: the end points are shared (step 0 removes nothing; the last step removes every
-    unit whatever the map), so a sample costs 1 clean image, 1 fully replaced image per baseline
-    and ``2 * M * 2 * (S - 2)`` inner images per baseline. They go through ``model`` without
+    Forwards: the end points are shared. Step 0 removes nothing: its scores come from
+    ``clean_logits`` [n, K], the logits the explanation already computed for x. The last step
+    removes every unit whatever the map: 1 fully replaced image per sample and baseline. Then
+    ``2 * M * 2 * (S - 2)`` inner images per sample and baseline. They go through ``model`` without
     gradients in chunks of at most ``max_batch``, composed in one reused buffer and cast to the
     model's dtype where they enter it.
     """
@@ -137,7 +140,7 @@ def run_curves(
     dev = x.device
     ks = step_counts(units, steps).to(dev)
     inner = (n, n_b, 2, m, len(RUN_CURVES), steps - 2)
-    n_end = n + n * n_b  # images: n clean, n * n_b fully replaced, then the inner rows
+    n_end = n * n_b  # images: n * n_b fully replaced, then the inner rows
     total = n_end + math.prod(inner)
     ranks = ranks.to(torch.int32)  # half the bytes of the per-row gathers
     fixed = [i for i, b in enumerate(baselines) if b != "road"]
@@ -146,7 +149,6 @@ def run_curves(
     slot = slot.to(dev)
     road = baselines.index("road") if "road" in baselines else -1
     flat_bases = bases.flatten(0, 1) if bases is not None and fixed else None
-    zero = torch.zeros((), dtype=torch.long, device=dev)
     end_logits: list[Tensor] = []
     inner_scores: list[Tensor] = []
     dtype = input_dtype(model)
@@ -158,14 +160,13 @@ def run_curves(
         for start in range(0, total, max_batch):
             row = torch.arange(start, min(start + max_batch, total), device=dev)
             size = row.numel()
-            clean, full = row < n, (row >= n) & (row < n_end)
+            full = row < n_end
             j = (row - n_end).clamp_min(0)
             i, b, r, mi, cu, s = torch.unravel_index(j, (*inner[:-1], max(steps - 2, 1)))
-            fi, fb = torch.unravel_index((row - n).clamp(0, n * n_b - 1), (n, n_b))
-            i = torch.where(clean, row.clamp_max(n - 1), torch.where(full, fi, i))
-            b = torch.where(full, fb, torch.where(clean, zero, b))
-            k = torch.where(clean, zero, torch.where(full, ks[-1], ks[s + 1]))
-            lerf = (cu == 1) & ~clean & ~full
+            fi, fb = torch.unravel_index(row.clamp_max(n_end - 1), (n, n_b))
+            i, b = torch.where(full, fi, i), torch.where(full, fb, b)
+            k = torch.where(full, ks[-1], ks[s + 1])
+            lerf = (cu == 1) & ~full
             removed = removed_units(ranks[i, r, mi], k, lerf)
             removed = unit_mask_to_pixels(removed, (h, w), patch)
             pert = buf[:size]
@@ -176,7 +177,7 @@ def run_curves(
                 torch.where(removed[:, None], base, pert, out=pert)
             if road >= 0:
                 # a host sync per chunk, only with ROAD: the CG runs on the ROAD rows alone
-                sel = torch.nonzero((b == road) & ~clean).flatten()
+                sel = torch.nonzero(b == road).flatten()
                 if sel.numel():
                     eps = noise.index_select(0, i[sel]) if noise is not None else None
                     pert[sel] = road_impute(pert[sel], removed[sel], road_noise, eps=eps)
@@ -188,9 +189,9 @@ def run_curves(
                 ii, rr = i[ends:], r[ends:]
                 inner_scores.append(target_scores(out[ends:], targets[ii, rr], targets[ii, 0],
                                                   targets[ii, 1]))
-    ends_all = torch.cat(end_logits)
-    first = _end_scores(ends_all[:n], targets)  # [3, n, 2]
-    last = _end_scores(ends_all[n:], targets.repeat_interleave(n_b, 0)).reshape(3, n, n_b, 2)
+    first = _end_scores(clean_logits, targets)  # [3, n, 2]
+    last = _end_scores(torch.cat(end_logits), targets.repeat_interleave(n_b, 0))
+    last = last.reshape(3, n, n_b, 2)
     scores = torch.empty(3, n, n_b, 2, m, len(RUN_CURVES), steps, dtype=torch.float32,
                          device=dev)
     scores[..., 0] = first[:, :, None, :, None, None]
