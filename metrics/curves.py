@@ -22,6 +22,7 @@ from metrics.functional.curves import (
     run_curves,
 )
 from metrics.functional.perturbation import make_baselines, upsample_maps
+from metrics.functional.sample_rng import sample_generator
 from metrics.paired import add_paired_state, paired_results, update_paired
 from results.schema import AXES, RANKS, ResultKey, check_values
 
@@ -132,7 +133,7 @@ class FaithfulnessCurves(Metric):
             x, targets = x.index_select(0, idx), targets.index_select(0, idx)
             logits = logits.index_select(0, idx)
             maps = {c: m.index_select(0, idx) for c, m in maps.items()}
-            if "road" in self.baselines and self.road_noise > 0:  # the kept samples' indices
+            if self._noisy_road:  # the kept samples' indices seed their noise
                 indices = [indices[j] for j in idx.tolist()]
         n = x.shape[0]
         if n == 0:
@@ -144,9 +145,7 @@ class FaithfulnessCurves(Metric):
         x = x.detach().to(result_dtype(x.dtype))
         fixed = tuple(b for b in self.baselines if b != "road")
         bases = make_baselines(x, fixed) if fixed else None
-        noise = None
-        if "road" in self.baselines and self.road_noise > 0:
-            noise = self._noise_fields(indices, x)
+        noise = self._noise_fields(indices, x) if self._noisy_road else None
         run = run_curves(model, x, ranks, targets, bases, self.baselines, self.steps,
                          self.patch, self.max_batch, self.road_noise, noise,
                          clean_logits=logits.detach())
@@ -166,6 +165,10 @@ class FaithfulnessCurves(Metric):
             better = torch.where(lower, wtd < ori, wtd > ori)  # [n, n_b, 2, 4, 3]
             self.wins += better.sum(0).transpose(0, 1).to(self.wins.dtype)
 
+    @property
+    def _noisy_road(self) -> bool:
+        return "road" in self.baselines and self.road_noise > 0
+
     def reset(self) -> None:
         super().reset()
         self._host_seen = 0
@@ -174,8 +177,8 @@ class FaithfulnessCurves(Metric):
         """Standard normal fields [B, C, H, W] (float32, on x's device), one per sample, each
         from a CPU generator seeded by ``(seed, global index)``: the same numbers on any process
         and device."""
-        fields = [torch.randn(x.shape[1:], generator=torch.Generator().manual_seed(
-            (self.seed << 32) + int(i))) for i in indices]
+        fields = [torch.randn(x.shape[1:], generator=sample_generator(self.seed, i))
+                  for i in indices]
         return torch.stack(fields).to(x.device, non_blocking=True)
 
     def compute(self) -> dict[str, Tensor]:

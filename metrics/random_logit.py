@@ -23,6 +23,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from errors import ConfigError
+from metrics.functional.sample_rng import sample_generator
 from metrics.functional.similarity import figure_normalise, spearman, ssim
 from metrics.paired import add_paired_state, paired_results, update_paired
 from results.schema import ResultKey, check_values
@@ -34,8 +35,8 @@ def draw_other(indices: Sequence[int], t1: Tensor, num_classes: int, seed: int =
     (no host sync: the draw is made on the host from the indices alone)."""
     if num_classes < 2:
         raise ConfigError("the random-logit check needs at least 2 classes")
-    draws = [int(torch.randint(num_classes - 1, (), generator=torch.Generator().manual_seed(
-        (int(seed) << 32) + int(i)))) for i in indices]
+    draws = [int(torch.randint(num_classes - 1, (), generator=sample_generator(seed, i)))
+             for i in indices]
     r = torch.tensor(draws, dtype=torch.long).to(t1.device, non_blocking=True)
     return r + (r >= t1).long()
 
