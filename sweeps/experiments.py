@@ -255,20 +255,32 @@ def _datamodule_kwargs(cls: type, config: Path, root: Path) -> dict[str, Any]:
     return kwargs
 
 
+def _read_problem(e: Experiment, folder: Path, root: Path, label: str, missing: str
+                  ) -> str | None:
+    """Why ``e``'s data set cannot be read: ``missing`` when ``folder`` is not there, else its
+    datamodule's own metadata check (``setup()`` with ``--data.root root``) under ``label``;
+    None when it reads."""
+    if not folder.is_dir():
+        return f"- {missing}"
+    cls = _datamodule_class(e.dataset.class_name)
+    try:
+        cls(**_datamodule_kwargs(cls, e.config, root)).setup()
+    except Exception as err:  # whatever the datamodule raises on its metadata
+        return f"- {label}: {err}"
+    return None
+
+
 def _check_own_roots(experiments: Sequence[Experiment], roots: Mapping[str, Path]) -> None:
     """``--data_roots KEY=DIR``: each DIR exists and its datamodule reads its metadata there."""
     problems: list[str] = []
     for key in dict.fromkeys(e.dataset.key for e in experiments):
         e = next(x for x in experiments if x.dataset.key == key)
         folder = roots[key]
-        if not folder.is_dir():
-            problems.append(f"- {e.dataset.name}: --data_roots {key}={folder}: no such folder")
-            continue
-        cls = _datamodule_class(e.dataset.class_name)
-        try:
-            cls(**_datamodule_kwargs(cls, e.config, folder)).setup()
-        except Exception as err:  # whatever the datamodule raises on its metadata
-            problems.append(f"- {e.dataset.name} (--data_roots {key}={folder}): {err}")
+        given = f"--data_roots {key}={folder}"
+        problem = _read_problem(e, folder, folder, f"{e.dataset.name} ({given})",
+                                f"{e.dataset.name}: {given}: no such folder")
+        if problem:
+            problems.append(problem)
     if problems:
         raise MissingFileError("sweep: data missing (nothing was started):\n"
                                + "\n".join(problems))
@@ -302,14 +314,10 @@ def check_data_roots(experiments: Sequence[Experiment], data_root: Path | None,
         checked.add(e.dataset.key)
         folder = data_root / str(e.dataset.folder)
         users = ", ".join(x.name for x in needing if x.dataset.key == e.dataset.key)
-        if not folder.is_dir():
-            problems.append(f"- {e.dataset.name} ({users}): no folder {folder}")
-            continue
-        cls = _datamodule_class(e.dataset.class_name)
-        try:
-            cls(**_datamodule_kwargs(cls, e.config, data_root)).setup()
-        except Exception as err:  # whatever the datamodule raises on its metadata
-            problems.append(f"- {e.dataset.name} ({users}): {err}")
+        label = f"{e.dataset.name} ({users})"
+        problem = _read_problem(e, folder, data_root, label, f"{label}: no folder {folder}")
+        if problem:
+            problems.append(problem)
     if problems:
         raise MissingFileError(
             f"sweep: data missing under --data_root {data_root} (nothing was started):\n"
