@@ -158,6 +158,25 @@ def fit_checkpoint(path: Path, num_classes: int = 10, **data: object) -> Path:
     return path
 
 
+def fit_synthetic64(num_test: int) -> tuple[torch.nn.Module, dict[str, object]]:
+    """tiny_vgg fine-tuned 6 epochs (seed 0) on 2,000 synthetic 64 px images, where the paper's
+    directions show (the slow synthetic-ground-truth tests): (the LightningModule, the data
+    module's arguments with ``num_test`` test images)."""
+    import lightning.pytorch as pl
+
+    from datamodules import SyntheticDataModule
+    from lightning_modules import FineTuneClassifier
+
+    pl.seed_everything(0)
+    data = {**TINY_DATA, "image_size": 64, "batch_size": 64, "num_train": 2000,
+            "num_test": num_test}
+    model = FineTuneClassifier(backbone="tiny_vgg", num_classes=10, lr=0.05)
+    pl.Trainer(accelerator="cpu", max_epochs=6, logger=False, enable_progress_bar=False,
+               enable_checkpointing=False, enable_model_summary=False).fit(
+        model, datamodule=SyntheticDataModule(**data))
+    return model, data
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny_vgg checkpoint for the session (10 classes, 3 steps)."""

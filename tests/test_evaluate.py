@@ -288,14 +288,9 @@ def test_synthetic_weighted_beats_original(tmp_path: Path) -> None:
 
     from callbacks import ContrastiveEvaluation
     from datamodules import SyntheticDataModule
-    from lightning_modules import FineTuneClassifier
+    from tests.conftest import fit_synthetic64
 
-    pl.seed_everything(0)
-    data = {**TINY_DATA, "image_size": 64, "batch_size": 64, "num_train": 2000, "num_test": 200}
-    model = FineTuneClassifier(backbone="tiny_vgg", num_classes=10, lr=0.05)
-    pl.Trainer(accelerator="cpu", max_epochs=6, logger=False, enable_progress_bar=False,
-               enable_checkpointing=False, enable_model_summary=False).fit(
-        model, datamodule=SyntheticDataModule(**data))
+    model, data = fit_synthetic64(num_test=200)
     cb = ContrastiveEvaluation(methods=("gradcam",), gradient_sign=False, num_figures=0,
                                output_dir=str(tmp_path / "run"))
     pl.Trainer(accelerator="cpu", inference_mode=False, logger=False, callbacks=[cb],
